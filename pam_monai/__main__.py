@@ -1,0 +1,5 @@
+import sys
+
+from pam_monai.apps.cli import main
+
+sys.exit(main())

@@ -1,0 +1,154 @@
+"""The ``pam-monai`` command line: segment one object from one prompt, convert the authors' checkpoints."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["main"]
+
+
+class UsageError(ValueError):
+    """A command-line argument that cannot be used."""
+
+
+def _ints(text: str, count: int, name: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.replace(" ", "").split(","))
+    except ValueError:
+        raise UsageError(f"{name} must be {count} comma-separated integers, got {text!r}.") from None
+    if len(values) != count:
+        raise UsageError(f"{name} must be {count} comma-separated integers, got {len(values)}.")
+    return values
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pam-monai", description="PAM: one 2D prompt to a 3D segmentation.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    segment = commands.add_parser("segment", help="segment the object(s) of one prompt in a 3D image")
+    segment.add_argument("image", help="NIfTI, NRRD or MHA file, or a DICOM series folder")
+    prompt = segment.add_mutually_exclusive_group(required=True)
+    prompt.add_argument("--mask-prompt", help="label image on the image's grid, nonzero on one slice only")
+    prompt.add_argument("--box", help="I0,J0,I1,J1: inclusive box on --slice (in-plane voxel indices)")
+    prompt.add_argument("--box3d", help="I0,J0,K0,I1,J1,K1: inclusive 3D box (voxel indices)")
+    segment.add_argument("--slice", type=int, help="index of the box's slice along --axis")
+    segment.add_argument(
+        "--axis", type=int, default=2, choices=(0, 1, 2), help="array axis normal to the prompt slice (default 2)"
+    )
+    segment.add_argument("-o", "--output", required=True, help="output label image (.nii.gz)")
+    segment.add_argument("--report", help="write a JSON report here")
+    segment.add_argument("--preview", help="write a PNG preview here")
+    segment.add_argument("--checkpoint", help="PropMask weights (default: the bundle's)")
+    segment.add_argument("--box2mask-checkpoint", help="Box2Mask weights (default: the bundle's)")
+    segment.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    segment.add_argument("--thickness-mm", type=float, default=20.0, help="neighbourhood per round (default 20)")
+    segment.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+    convert = commands.add_parser("convert-checkpoint", help="convert the authors' PAM weights to pam-monai's")
+    convert.add_argument("source", help="the authors' .pth file (raw state dict or with model_state_dict)")
+    convert.add_argument("-o", "--output", required=True, help="where to write the converted state dict")
+    convert.add_argument("--kind", choices=("propmask", "box2mask"), help="default: detected from the keys")
+    return parser
+
+
+def _segment(args: argparse.Namespace) -> dict:
+    from pam_monai.apps.preview import save_preview
+    from pam_monai.data.io import load_image, save_label_image, write_atomic
+    from pam_monai.predictor import PAMPredictor
+
+    if args.box is not None and args.slice is None:
+        raise UsageError("--box needs --slice, the index of the box's slice along --axis.")
+    if args.box is None and args.slice is not None:
+        raise UsageError("--slice goes with --box only.")
+    box = _ints(args.box, 4, "--box") if args.box else None
+    box3d = _ints(args.box3d, 6, "--box3d") if args.box3d else None
+    if args.thickness_mm <= 0:
+        raise UsageError(f"--thickness-mm must be positive, got {args.thickness_mm}.")
+    output = Path(args.output)
+    if not (output.name.endswith(".nii") or output.name.endswith(".nii.gz")):
+        raise UsageError(f"{output}: the output must be a NIfTI file (.nii or .nii.gz).")
+
+    started = time.perf_counter()
+    predictor = PAMPredictor.from_checkpoints(
+        args.checkpoint,
+        args.box2mask_checkpoint,
+        device=args.device,
+        thickness_mm=args.thickness_mm,
+        progress=not args.no_progress,
+    )
+    read_start = time.perf_counter()
+    image = predictor.set_image(args.image)
+    mask_prompt = None
+    if args.mask_prompt:
+        mask_prompt = load_image(args.mask_prompt)
+        if tuple(mask_prompt.shape[-3:]) != tuple(image.shape) or not np.allclose(
+            np.asarray(mask_prompt.affine), np.asarray(image.affine), atol=1e-3
+        ):
+            raise UsageError(
+                f"{args.mask_prompt}: the prompt's grid (shape {tuple(mask_prompt.shape)}) differs from the image's "
+                f"(shape {tuple(image.shape)}) or its affine differs."
+            )
+    read_seconds = time.perf_counter() - read_start
+
+    result = predictor.segment(mask_prompt=mask_prompt, box=box, slice_index=args.slice, box3d=box3d, axis=args.axis)
+    if not bool(result.labels.any()):
+        raise RuntimeError("the model found no object for this prompt; nothing was written.")
+    report = predictor.report(result, axis=args.axis)
+    report["seconds"]["read"] = round(read_seconds, 4)
+    report["image"] = str(args.image)
+    report["prompt"] = {"mask_prompt": args.mask_prompt, "box": box, "slice": args.slice, "box3d": box3d}
+
+    write_start = time.perf_counter()
+    outputs = [output]
+    save_label_image(result.labels, np.asarray(image.affine), output)
+    if args.preview:
+        prompt_slices = sorted({s for slices in result.prompt_slices.values() for s in slices})
+        save_preview(image.numpy(), result.labels.numpy(), args.axis, prompt_slices, args.preview)
+        outputs.append(Path(args.preview))
+    report["seconds"]["write"] = round(time.perf_counter() - write_start, 4)
+    report["seconds"]["total"] = round(time.perf_counter() - started, 4)
+    report["output"] = str(output)
+    if args.report:
+        write_atomic(args.report, lambda temporary: temporary.write_text(json.dumps(report, indent=2)))
+    return report
+
+
+def _convert(args: argparse.Namespace) -> dict:
+    from pam_monai.networks.checkpoint import convert_checkpoint
+
+    destination = convert_checkpoint(args.source, args.output, kind=args.kind)
+    return {"output": str(destination)}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code (0 ok, 1 failed, 2 bad usage or input)."""
+    args = _parser().parse_args(argv)
+    from pam_monai.data.io import ImageReadError
+    from pam_monai.networks.checkpoint import CheckpointError
+    from pam_monai.transforms.prompt import PromptError
+
+    try:
+        summary = _segment(args) if args.command == "segment" else _convert(args)
+    except (UsageError, PromptError, ImageReadError, CheckpointError, ValueError, FileNotFoundError) as error:
+        print(f"pam-monai: error: {' '.join(str(error).split())}", file=sys.stderr)
+        return 2
+    except RuntimeError as error:
+        print(f"pam-monai: error: {' '.join(str(error).split())}", file=sys.stderr)
+        return 1
+    if args.command == "segment":
+        for obj in summary["objects"]:
+            print(f"label {obj['label']}: {obj['voxels']} voxels, {obj['volume_ml']} ml -> {summary['output']}")
+    else:
+        print(f"wrote {summary['output']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

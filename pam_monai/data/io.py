@@ -1,0 +1,90 @@
+"""Reading images through MONAI's LoadImage and writing results atomically (temporary file, then rename)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import torch
+from monai.data import MetaTensor
+from monai.transforms import LoadImage
+
+__all__ = ["ImageReadError", "atomic_path", "load_image", "save_label_image", "voxel_volume_ml"]
+
+
+class ImageReadError(ValueError):
+    """An image that cannot be read."""
+
+
+def load_image(path: str | os.PathLike) -> MetaTensor:
+    """Read a NIfTI, NRRD, MHA file or a DICOM series folder as a ``(X, Y, Z)`` MetaTensor in file index order.
+
+    Raises:
+        ImageReadError: with a one-line message when the path is missing or no reader can read it.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ImageReadError(f"{path}: no such file or folder.")
+    try:
+        image = LoadImage(image_only=True, ensure_channel_first=False)(str(path))
+    except Exception as error:  # MONAI raises many types; the user needs the file and the reason on one line
+        reason = " ".join(str(error).split())[:300] or type(error).__name__
+        raise ImageReadError(f"{path}: cannot read the image ({reason}).") from error
+    if not isinstance(image, MetaTensor):
+        image = MetaTensor(torch.as_tensor(image))
+    return image
+
+
+def voxel_volume_ml(affine: np.ndarray | torch.Tensor) -> float:
+    """Volume of one voxel in millilitres from a 4x4 affine in mm."""
+    matrix = np.asarray(affine, dtype=np.float64)[:3, :3]
+    return abs(float(np.linalg.det(matrix))) / 1000.0
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path`` (same suffixes); rename it to ``path`` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = "".join(path.suffixes) or ".tmp"
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    os.close(handle)
+    try:
+        yield Path(temporary)
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+
+
+def write_atomic(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
+    """Call ``write(temporary_path)`` and move the result to ``path``."""
+    with atomic_path(path) as temporary:
+        write(temporary)
+    return Path(path)
+
+
+def save_label_image(
+    labels: torch.Tensor | np.ndarray, affine: np.ndarray | torch.Tensor, path: str | os.PathLike
+) -> Path:
+    """Write a ``(X, Y, Z)`` label image as NIfTI with ``affine`` (spacing, origin and direction kept)."""
+    path = Path(path)
+    if not (path.name.endswith(".nii") or path.name.endswith(".nii.gz")):
+        raise ValueError(f"{path}: the output must be a NIfTI file (.nii or .nii.gz).")
+    array = np.asarray(labels.cpu() if isinstance(labels, torch.Tensor) else labels)
+    values = int(array.max(initial=0))
+    array = array.astype(np.uint8 if values < 256 else np.int16)
+    affine = np.asarray(affine, dtype=np.float64)
+
+    def write(temporary: Path) -> None:
+        image = nib.Nifti1Image(array, affine)
+        image.set_qform(affine, code=1)
+        image.set_sform(affine, code=1)
+        nib.save(image, str(temporary))
+
+    return write_atomic(path, write)

@@ -1,0 +1,447 @@
+"""Bidirectional slice-to-slice propagation of a 2D prompt through a 3D volume (PAM_SPEC §4).
+
+Each round crops a square RoI around every current guiding mask, predicts the next ``Z`` slices outward from it
+(both directions, all objects, one batched forward), pastes the predictions back and averages overlapping votes.
+A direction stops at the volume edge, at the prompt's limits, at an empty prediction, or when its outermost
+mask is smaller than ``min_guide_area``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from monai.data import MetaTensor
+from monai.data.utils import affine_to_spacing
+from monai.inferers import Inferer
+from scipy import ndimage
+from tqdm.auto import tqdm
+
+from pam_monai.inferers.box2mask import Box2MaskInferer, foreground_probability
+from pam_monai.transforms.intensity import apply_window, guided_window
+from pam_monai.transforms.prompt import (
+    Box3DPrompt,
+    BoxPrompt,
+    MaskPrompt,
+    PromptError,
+    box3d_seed_boxes,
+    mask_prompts_from_volume,
+    plane_axes,
+    validate_box,
+)
+from pam_monai.transforms.roi import crop_resize, paste_back, square_roi
+
+__all__ = ["PropagationInferer", "PropagationResult", "neighbourhood_size"]
+
+
+def neighbourhood_size(thickness_mm: float, spacing_mm: float, max_neighbours: int) -> int:
+    """Slices predicted per direction and round: ``min(int(thickness / spacing), max)``, at least 1."""
+    if spacing_mm <= 0 or not np.isfinite(spacing_mm):
+        raise ValueError(f"the spacing along the propagation axis must be positive, got {spacing_mm}.")
+    return max(1, min(int(thickness_mm / spacing_mm), max_neighbours))
+
+
+@dataclass
+class PropagationResult:
+    """Output of :meth:`PropagationInferer.propagate`.
+
+    Attributes:
+        labels: ``(X, Y, Z)`` int tensor, object ``label`` values where found.
+        rounds: propagation rounds run.
+        slices_predicted: network predictions made (slices, counting repeats).
+        seconds: wall time per stage.
+        prompt_slices: per label, the slice indices (along the axis) the propagation started from.
+    """
+
+    labels: torch.Tensor
+    rounds: int = 0
+    slices_predicted: int = 0
+    seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    prompt_slices: dict[int, list[int]] = field(default_factory=dict)
+
+
+@dataclass
+class _Front:
+    """One direction of one object: the guide slice, its mask, the direction and the last slice it may reach."""
+
+    obj: int
+    index: int
+    mask: torch.Tensor
+    step: int
+    limit: int
+
+
+class PropagationInferer(Inferer):
+    """PAM's bidirectional propagation as a MONAI inferer.
+
+    Args:
+        thickness_mm: physical neighbourhood predicted per round on each side (paper: 20 mm).
+        max_neighbours: cap on the slices per side and round.
+        min_guide_area: smallest predicted area (pixels) that may guide the next round; the same both ways.
+        roi_scale: RoI side relative to the guiding mask's bounding box.
+        roi_min_size: smallest RoI side in pixels.
+        box3d_seeds: slices a 3D box starts from.
+        keep_connected: keep only 3D connected components touching a prompt slice's mask.
+        max_batch: largest number of query slices per forward pass.
+        box2mask_inferer: turns box prompts into masks (default :class:`Box2MaskInferer`).
+        progress: show a tqdm bar on stderr.
+
+    ``inferer(inputs, network, box2mask_network=None, mask_prompt=..., box=..., slice_index=..., box3d=...,
+    axis=2, spacing=None)`` with ``inputs`` ``(1, X, Y, Z)`` or ``(X, Y, Z)`` returns a ``(1, X, Y, Z)`` label
+    image; a :class:`~monai.data.MetaTensor` input keeps its metadata (affine) on the output.
+    """
+
+    def __init__(
+        self,
+        thickness_mm: float = 20.0,
+        max_neighbours: int = 40,
+        min_guide_area: int = 16,
+        roi_scale: float = 1.5,
+        roi_min_size: int = 16,
+        box3d_seeds: int = 3,
+        keep_connected: bool = True,
+        max_batch: int = 64,
+        box2mask_inferer: Box2MaskInferer | None = None,
+        progress: bool = False,
+    ) -> None:
+        super().__init__()
+        self.thickness_mm = thickness_mm
+        self.max_neighbours = max_neighbours
+        self.min_guide_area = min_guide_area
+        self.roi_scale = roi_scale
+        self.roi_min_size = roi_min_size
+        self.box3d_seeds = box3d_seeds
+        self.keep_connected = keep_connected
+        self.max_batch = max_batch
+        self.box2mask_inferer = box2mask_inferer or Box2MaskInferer()
+        self.progress = progress
+
+    def __call__(  # type: ignore[override]
+        self, inputs: torch.Tensor, network: Callable[..., Any], *args: Any, **kwargs: Any
+    ) -> torch.Tensor:
+        result = self.propagate(inputs, network, *args, **kwargs)
+        labels = result.labels[None]
+        if isinstance(inputs, MetaTensor):
+            return MetaTensor(labels, meta=dict(inputs.meta))
+        return labels
+
+    @torch.inference_mode()
+    def propagate(
+        self,
+        inputs: torch.Tensor | np.ndarray,
+        network: Callable[..., Any],
+        box2mask_network: Callable[..., Any] | None = None,
+        *,
+        mask_prompt: torch.Tensor | np.ndarray | None = None,
+        box: Sequence[int] | None = None,
+        slice_index: int | None = None,
+        box3d: Sequence[int] | None = None,
+        axis: int = 2,
+        spacing: Sequence[float] | None = None,
+        label: int = 1,
+        thickness_mm: float | None = None,
+    ) -> PropagationResult:
+        """Segment the prompted object(s); see the class docstring for the arguments.
+
+        Exactly one of ``mask_prompt`` (a label volume on the image grid, nonzero on one slice; label values
+        1..N are N objects), ``box`` with ``slice_index`` (inclusive ``(r0, c0, r1, c1)`` in the slice plane) or
+        ``box3d`` (inclusive ``(i0, j0, k0, i1, j1, k1)``) is required; boxes need ``box2mask_network``.
+        """
+        timer = _Timer()
+        volume = _volume_3d(inputs)
+        plane_axes(axis)
+        if not bool(torch.isfinite(volume).all()):
+            raise ValueError("the image contains NaN or infinite intensities.")
+        depth_spacing = float(_spacing(inputs, spacing)[axis])
+        z = neighbourhood_size(
+            self.thickness_mm if thickness_mm is None else thickness_mm, depth_spacing, self.max_neighbours
+        )
+        device = _device(network)
+        vol = volume.to(device=device, dtype=torch.float32).movedim(axis, 0).contiguous()
+        seeds, limits = self._seeds(
+            vol, axis, volume.shape, mask_prompt, box, slice_index, box3d, label, box2mask_network, timer
+        )
+        result = PropagationResult(labels=torch.empty(0))
+        result.seconds = timer.seconds
+        labels = sorted({s.label for s in seeds})
+        obj_of = {lab: i for i, lab in enumerate(labels)}
+        result.prompt_slices = {lab: sorted(s.slice_index for s in seeds if s.label == lab) for lab in labels}
+
+        with timer("normalise"):
+            windows = []
+            for lab in labels:
+                own = [s for s in seeds if s.label == lab]
+                windows.append(
+                    guided_window(torch.stack([vol[s.slice_index] for s in own]), torch.stack([s.mask for s in own]))
+                )
+
+        prob_sum = torch.zeros((len(labels), *vol.shape), dtype=torch.float32, device=device)
+        votes = torch.zeros((len(labels), vol.shape[0]), dtype=torch.float32, device=device)
+        fronts = []
+        for seed in seeds:
+            o = obj_of[seed.label]
+            prob_sum[o, seed.slice_index] += seed.mask.float()
+            votes[o, seed.slice_index] += 1
+            lower, upper = self._front_limits(seed, seeds, limits[seed.label])
+            fronts += [
+                _Front(o, seed.slice_index, seed.mask, -1, lower),
+                _Front(o, seed.slice_index, seed.mask, 1, upper),
+            ]
+
+        bar = tqdm(desc="propagating", unit="slice", disable=not self.progress, leave=False)
+        while fronts := [f for f in fronts if f.index != f.limit]:
+            result.rounds += 1
+            fronts = self._round(vol, network, fronts, windows, z, prob_sum, votes, timer, result, bar)
+        bar.close()
+
+        with timer("paste_back"):
+            result.labels = self._finalise(prob_sum, votes, seeds, obj_of, labels, limits, axis).cpu()
+        return result
+
+    def _seeds(
+        self,
+        vol: torch.Tensor,
+        axis: int,
+        shape: tuple[int, ...],
+        mask_prompt: torch.Tensor | np.ndarray | None,
+        box: Sequence[int] | None,
+        slice_index: int | None,
+        box3d: Sequence[int] | None,
+        label: int,
+        box2mask_network: Callable[..., Any] | None,
+        timer: _Timer,
+    ) -> tuple[list[MaskPrompt], dict[int, tuple[int, int, tuple[int, ...] | None]]]:
+        """Masks on slices to start from, and per label the slice range (and in-plane box) to stay within."""
+        given = sum(p is not None for p in (mask_prompt, box, box3d))
+        if given != 1:
+            raise PromptError("give exactly one prompt: a mask prompt, a box with its slice, or a 3D box.")
+        depth = vol.shape[0]
+        if mask_prompt is not None:
+            prompt = torch.as_tensor(
+                np.asarray(mask_prompt)
+                if not isinstance(mask_prompt, torch.Tensor)
+                else mask_prompt.as_tensor()
+                if isinstance(mask_prompt, MetaTensor)
+                else mask_prompt
+            )
+            spatial = tuple(prompt.shape[-3:]) if prompt.ndim >= 3 else tuple(prompt.shape)
+            if spatial != tuple(shape):
+                raise PromptError(f"the mask prompt's grid {spatial} differs from the image's {tuple(shape)}.")
+            seeds = mask_prompts_from_volume(prompt, axis)
+            for s in seeds:
+                s.mask = s.mask.to(vol.device)
+                if not bool(torch.isfinite(vol[s.slice_index][s.mask]).all()):
+                    raise ValueError("the image has non-finite values under the prompt.")
+            return seeds, {s.label: (0, depth - 1, None) for s in seeds}
+        if box2mask_network is None:
+            raise ValueError("box prompts need a Box2Mask network (box2mask_network=...).")
+        if box is not None:
+            if slice_index is None:
+                raise PromptError("a 2D box needs the index of its slice (slice_index).")
+            validate_box(tuple(box), int(slice_index), shape, axis)  # type: ignore[arg-type]
+            boxes = [BoxPrompt(int(slice_index), tuple(int(v) for v in box), label)]  # type: ignore[arg-type]
+            limits = {label: (0, depth - 1, None)}
+        else:
+            assert box3d is not None
+            if len(box3d) != 6:
+                raise PromptError(f"a 3D box needs 6 numbers i0,j0,k0,i1,j1,k1, got {len(box3d)}.")
+            prompt3d = Box3DPrompt(tuple(int(v) for v in box3d[:3]), tuple(int(v) for v in box3d[3:]), label)  # type: ignore[arg-type]
+            boxes = box3d_seed_boxes(prompt3d, shape, axis, self.box3d_seeds)
+            limits = {label: (prompt3d.start[axis], prompt3d.stop[axis], boxes[0].box)}
+        seeds = []
+        with timer("box2mask"):
+            for b in boxes:
+                mask = self.box2mask_inferer(vol[b.slice_index], box2mask_network, box=b.box)
+                seeds.append(MaskPrompt(b.slice_index, mask.to(vol.device), b.label))
+        return seeds, limits
+
+    @staticmethod
+    def _front_limits(
+        seed: MaskPrompt, seeds: list[MaskPrompt], limits: tuple[int, int, tuple[int, ...] | None]
+    ) -> tuple[int, int]:
+        """Seeds of one object propagate up to their neighbouring seed: slices between two seeds get two votes."""
+        lower, upper = limits[0], limits[1]
+        for other in seeds:
+            if other.label != seed.label or other.slice_index == seed.slice_index:
+                continue
+            if other.slice_index < seed.slice_index:
+                lower = max(lower, other.slice_index + 1)
+            else:
+                upper = min(upper, other.slice_index - 1)
+        return min(lower, seed.slice_index), max(upper, seed.slice_index)
+
+    def _round(
+        self,
+        vol: torch.Tensor,
+        network: Callable[..., Any],
+        fronts: list[_Front],
+        windows: list[tuple[float, float]],
+        z: int,
+        prob_sum: torch.Tensor,
+        votes: torch.Tensor,
+        timer: _Timer,
+        result: PropagationResult,
+        bar: tqdm,
+    ) -> list[_Front]:
+        """Predict the next ``z`` slices of every front in one batch; return the fronts that go on."""
+        size = int(getattr(getattr(network, "module", network), "input_size", 224))
+        height, width = vol.shape[1:]
+        with timer("normalise"):
+            plans, guides, guide_masks, queries, guide_index = [], [], [], [], []
+            for g, front in enumerate(fronts):
+                stop = front.index + front.step * z
+                stop = min(stop, front.limit) if front.step > 0 else max(stop, front.limit)
+                indices = torch.arange(front.index + front.step, stop + front.step, front.step)
+                window = square_roi(front.mask, self.roi_scale, self.roi_min_size)
+                lo, hi = windows[front.obj]
+                crops = crop_resize(vol[torch.cat((torch.tensor([front.index]), indices))], window, size, pad_value=lo)
+                crops = apply_window(crops, lo, hi)
+                guides.append(crops[:1])
+                queries.append(crops[1:])
+                guide_masks.append(crop_resize(front.mask[None].float(), window, size, mode="nearest"))
+                guide_index.append(torch.full((len(indices),), g, dtype=torch.long))
+                plans.append((front, indices, window))
+            guide_batch = torch.cat(guides)[:, None]
+            mask_batch = torch.cat(guide_masks)[:, None]
+            query_batch = torch.cat(queries)[:, None]
+            index_batch = torch.cat(guide_index).to(vol.device)
+        with timer("propagation"):
+            probabilities = torch.cat(
+                [
+                    foreground_probability(_forward(network, guide_batch, mask_batch, q, i), size)
+                    for q, i in zip(torch.split(query_batch, self.max_batch), torch.split(index_batch, self.max_batch))
+                ]
+            )
+        result.slices_predicted += len(probabilities)
+        bar.update(len(probabilities))
+
+        next_fronts = []
+        with timer("paste_back"):
+            for front, indices, window in plans:
+                predicted, probabilities = probabilities[: len(indices)], probabilities[len(indices) :]
+                full = paste_back(predicted, window, height, width)
+                areas = (full > 0.5).flatten(1).sum(1)
+                empty = torch.nonzero(areas == 0).flatten()
+                # The object ends at the first empty prediction; anything beyond it is not this object.
+                keep = int(empty[0]) + 1 if len(empty) else len(indices)
+                kept = indices[:keep].to(vol.device)
+                prob_sum[front.obj, kept] += full[:keep]
+                votes[front.obj, kept] += 1
+                if len(empty) or int(areas[keep - 1]) < self.min_guide_area:
+                    continue
+                last = int(indices[keep - 1])
+                mask = prob_sum[front.obj, last] / votes[front.obj, last] > 0.5
+                next_fronts.append(_Front(front.obj, last, mask, front.step, front.limit))
+        return next_fronts
+
+    def _finalise(
+        self,
+        prob_sum: torch.Tensor,
+        votes: torch.Tensor,
+        seeds: list[MaskPrompt],
+        obj_of: dict[int, int],
+        labels: list[int],
+        limits: dict[int, tuple[int, int, tuple[int, ...] | None]],
+        axis: int,
+    ) -> torch.Tensor:
+        mean = prob_sum / votes.clamp(min=1)[:, :, None, None]
+        for lab, (first, last, box) in limits.items():
+            o = obj_of[lab]
+            mean[o, :first] = 0
+            mean[o, last + 1 :] = 0
+            if box is not None:
+                r0, c0, r1, c1 = box
+                inside = torch.zeros_like(mean[o, 0], dtype=torch.bool)
+                inside[r0 : r1 + 1, c0 : c1 + 1] = True
+                mean[o] *= inside
+        best, which = mean.max(dim=0)
+        label_values = torch.tensor(labels, dtype=torch.int16, device=mean.device)
+        out = torch.where(best > 0.5, label_values[which], torch.zeros_like(which, dtype=torch.int16))
+        if self.keep_connected:
+            out = self._keep_connected(out, seeds)
+        return out.movedim(0, axis)
+
+    @staticmethod
+    def _keep_connected(out: torch.Tensor, seeds: list[MaskPrompt]) -> torch.Tensor:
+        """Per label, drop 3D components that do not touch that label's prompt masks."""
+        array = out.cpu().numpy()
+        cleaned = np.zeros_like(array)
+        for lab in sorted({s.label for s in seeds}):
+            components, count = ndimage.label(array == lab)
+            if count == 0:
+                continue
+            touching = set()
+            for s in (s for s in seeds if s.label == lab):
+                touching.update(np.unique(components[s.slice_index][s.mask.cpu().numpy()]).tolist())
+            touching.discard(0)
+            cleaned[np.isin(components, sorted(touching))] = lab
+        return torch.from_numpy(cleaned).to(out.device)
+
+
+class _Timer:
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = defaultdict(float)
+
+    def __call__(self, stage: str) -> _Stage:
+        return _Stage(self.seconds, stage)
+
+
+class _Stage:
+    def __init__(self, seconds: dict[str, float], stage: str) -> None:
+        self.seconds, self.stage = seconds, stage
+
+    def __enter__(self) -> None:
+        self.start = time.perf_counter()
+
+    def __exit__(self, *exc: object) -> None:
+        self.seconds[self.stage] += time.perf_counter() - self.start
+
+
+def _forward(
+    network: Callable[..., Any], guides: torch.Tensor, masks: torch.Tensor, queries: torch.Tensor, index: torch.Tensor
+) -> list[torch.Tensor]:
+    module = getattr(network, "module", network)
+    if hasattr(module, "forward_indexed"):
+        return module.forward_indexed(guides, masks, queries, index)
+    # A network with only the (B, Nq) forward: one call per guiding slice.
+    outputs = [network(guides[g : g + 1], masks[g : g + 1], queries[index == g][None]) for g in index.unique()]
+    return [torch.cat(heads) for heads in zip(*outputs)]
+
+
+def _volume_3d(inputs: torch.Tensor | np.ndarray) -> torch.Tensor:
+    volume = (
+        inputs.as_tensor()
+        if isinstance(inputs, MetaTensor)
+        else torch.as_tensor(np.asarray(inputs) if not isinstance(inputs, torch.Tensor) else inputs)
+    )
+    if volume.ndim == 4 and volume.shape[0] == 1:
+        volume = volume[0]
+    if volume.ndim != 3:
+        raise ValueError(f"the image must be 3D (one channel), got shape {tuple(volume.shape)}.")
+    if min(volume.shape) < 2:
+        raise ValueError(f"the image must have at least 2 voxels along each axis, got shape {tuple(volume.shape)}.")
+    return volume
+
+
+def _spacing(inputs: torch.Tensor | np.ndarray, spacing: Sequence[float] | None) -> tuple[float, float, float]:
+    if spacing is not None:
+        values = tuple(float(s) for s in spacing)
+    elif isinstance(inputs, MetaTensor):
+        values = tuple(float(s) for s in affine_to_spacing(inputs.affine, r=3))
+    else:
+        values = (1.0, 1.0, 1.0)
+    if len(values) != 3 or not all(np.isfinite(v) and v > 0 for v in values):
+        raise ValueError(f"the voxel spacing must be 3 positive numbers, got {values}.")
+    return values  # type: ignore[return-value]
+
+
+def _device(network: Callable[..., Any]) -> torch.device:
+    if isinstance(network, torch.nn.Module):
+        for p in network.parameters():
+            return p.device
+    return torch.device("cpu")

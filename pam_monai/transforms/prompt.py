@@ -1,0 +1,144 @@
+"""User prompts: a mask on one slice, a 2D box on one slice, or a 3D box, checked against the image.
+
+Coordinates are voxel indices of the image array in file order. ``axis`` is the array axis normal to the prompt
+slice; the two remaining axes, in array order, are the slice's rows and columns, so for ``axis=2`` a box
+``(i0, j0, i1, j1)`` spans rows ``i0..i1`` and columns ``j0..j1`` of ``volume[:, :, k]`` (inclusive).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+__all__ = [
+    "Box3DPrompt",
+    "BoxPrompt",
+    "MaskPrompt",
+    "PromptError",
+    "box3d_seed_boxes",
+    "mask_prompts_from_volume",
+    "plane_axes",
+    "validate_box",
+]
+
+
+class PromptError(ValueError):
+    """A prompt that does not fit the image."""
+
+
+def plane_axes(axis: int) -> tuple[int, int]:
+    """The array axes of a slice normal to ``axis`` (rows, columns)."""
+    if axis not in (0, 1, 2):
+        raise PromptError(f"axis must be 0, 1 or 2, got {axis}.")
+    rows, cols = (a for a in range(3) if a != axis)
+    return rows, cols
+
+
+@dataclass(frozen=True)
+class BoxPrompt:
+    """An inclusive box ``(r0, c0, r1, c1)`` on slice ``slice_index`` of the propagation axis."""
+
+    slice_index: int
+    box: tuple[int, int, int, int]
+    label: int = 1
+
+
+@dataclass
+class MaskPrompt:
+    """A ``(H, W)`` boolean mask on slice ``slice_index`` of the propagation axis."""
+
+    slice_index: int
+    mask: torch.Tensor
+    label: int = 1
+
+
+@dataclass(frozen=True)
+class Box3DPrompt:
+    """An inclusive 3D box ``start..stop`` in volume array indices ``(i, j, k)``."""
+
+    start: tuple[int, int, int]
+    stop: tuple[int, int, int]
+    label: int = 1
+
+
+def validate_box(box: tuple[int, int, int, int], slice_index: int, volume_shape: tuple[int, ...], axis: int) -> None:
+    """Raise :class:`PromptError` unless ``box`` on ``slice_index`` lies inside the image and has area."""
+    rows, cols = plane_axes(axis)
+    depth, height, width = volume_shape[axis], volume_shape[rows], volume_shape[cols]
+    if not 0 <= slice_index < depth:
+        raise PromptError(f"slice {slice_index} is out of range: axis {axis} has {depth} slices (0..{depth - 1}).")
+    if len(box) != 4:
+        raise PromptError(f"a box needs 4 numbers r0,c0,r1,c1, got {len(box)}.")
+    r0, c0, r1, c1 = (int(v) for v in box)
+    if r1 < r0 or c1 < c0:
+        raise PromptError(f"box {tuple(box)} is inverted: need r0 <= r1 and c0 <= c1.")
+    if r1 == r0 or c1 == c0:
+        raise PromptError(f"box {tuple(box)} has zero area: it must span at least 2 pixels each way.")
+    if r0 < 0 or c0 < 0 or r1 >= height or c1 >= width:
+        raise PromptError(
+            f"box {tuple(box)} lies outside the {height}x{width} slice (valid indices 0..{height - 1}, 0..{width - 1})."
+        )
+
+
+def mask_prompts_from_volume(prompt: torch.Tensor | np.ndarray, axis: int) -> list[MaskPrompt]:
+    """Split a prompt label volume into one :class:`MaskPrompt` per label value.
+
+    Args:
+        prompt: ``(X, Y, Z)`` (or ``(1, X, Y, Z)``) label image, zero except on one slice normal to ``axis``.
+        axis: the propagation axis.
+
+    Raises:
+        PromptError: if the prompt is empty, not 3D, or marks more than one slice.
+    """
+    prompt = torch.as_tensor(np.asarray(prompt) if not isinstance(prompt, torch.Tensor) else prompt)
+    if prompt.ndim == 4 and prompt.shape[0] == 1:
+        prompt = prompt[0]
+    if prompt.ndim != 3:
+        raise PromptError(f"the mask prompt must be a 3D label image, got shape {tuple(prompt.shape)}.")
+    plane_axes(axis)
+    if not torch.isfinite(prompt.float()).all():
+        raise PromptError("the mask prompt contains NaN or infinite values.")
+    labels = prompt.round().to(torch.int64).movedim(axis, 0)
+    if (labels < 0).any():
+        raise PromptError("the mask prompt has negative label values; use 1..N for objects and 0 for background.")
+    marked = torch.nonzero(labels.flatten(1).any(dim=1)).flatten().tolist()
+    if not marked:
+        raise PromptError("the mask prompt is empty: no nonzero voxel.")
+    if len(marked) > 1:
+        raise PromptError(
+            f"the mask prompt marks {len(marked)} slices along axis {axis} ({marked[0]}..{marked[-1]}); "
+            "draw it on one slice, or pass a 3D box."
+        )
+    index = marked[0]
+    plane = labels[index]
+    return [MaskPrompt(index, plane == value, int(value)) for value in torch.unique(plane).tolist() if value > 0]
+
+
+def box3d_seed_boxes(
+    prompt: Box3DPrompt, volume_shape: tuple[int, ...], axis: int, num_seeds: int = 3
+) -> list[BoxPrompt]:
+    """The 2D boxes a 3D box starts from: ``num_seeds`` slices spread over its inner half along ``axis``.
+
+    Raises:
+        PromptError: if the box is inverted, flat in-plane, or outside the image.
+    """
+    rows, cols = plane_axes(axis)
+    for a in range(3):
+        if prompt.stop[a] < prompt.start[a]:
+            raise PromptError(f"3D box {prompt.start}..{prompt.stop} is inverted along axis {a}.")
+        if prompt.start[a] < 0 or prompt.stop[a] >= volume_shape[a]:
+            raise PromptError(
+                f"3D box {prompt.start}..{prompt.stop} lies outside the image of shape {tuple(volume_shape)}."
+            )
+    first, last = prompt.start[axis], prompt.stop[axis]
+    centre = (first + last) / 2
+    half = (last - first) / 4
+    offsets = np.linspace(-half, half, num_seeds) if num_seeds > 1 else np.zeros(1)
+    indices = sorted({int(round(centre + o)) for o in offsets})
+    box = (prompt.start[rows], prompt.start[cols], prompt.stop[rows], prompt.stop[cols])
+    seeds = [BoxPrompt(k, box, prompt.label) for k in indices]
+    for seed in seeds:
+        validate_box(seed.box, seed.slice_index, volume_shape, axis)
+    return seeds

@@ -1,0 +1,222 @@
+"""The command line on real NIfTI files: happy paths and every kind of bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from conftest import ellipsoid, object_volume
+from PIL import Image
+
+from pam_monai.apps.cli import main
+from pam_monai.networks import build_box2mask, build_propmask, save_network
+
+SHAPE = (48, 44, 30)
+AFFINE = np.array([[-0.8, 0, 0, 12.5], [0, 0.9, 0.1, -30.0], [0, 0, 2.5, 40.0], [0, 0, 0, 1.0]])
+
+
+def _always_object(network: torch.nn.Module) -> torch.nn.Module:
+    """Weights whose every head says "object": deterministic, non-empty output for plumbing tests."""
+    for head in network.decoder.seg_layers:
+        torch.nn.init.zeros_(head.weight)
+        head.bias.data = torch.tensor([-4.0, 4.0])
+    return network
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("cli")
+    truth = ellipsoid(SHAPE, (24, 22, 15), (10, 9, 6))
+    paths = {name: root / f"{name}.nii.gz" for name in ("image", "prompt", "two_slices", "empty", "small", "nan")}
+    nib.save(nib.Nifti1Image(object_volume(truth), AFFINE), paths["image"])
+    prompt = np.zeros(SHAPE, np.uint8)
+    prompt[:, :, 15] = truth[:, :, 15]
+    nib.save(nib.Nifti1Image(prompt, AFFINE), paths["prompt"])
+    two = prompt.copy()
+    two[:, :, 16] = truth[:, :, 16]
+    nib.save(nib.Nifti1Image(two, AFFINE), paths["two_slices"])
+    nib.save(nib.Nifti1Image(np.zeros(SHAPE, np.uint8), AFFINE), paths["empty"])
+    nib.save(nib.Nifti1Image(prompt[:-2], AFFINE), paths["small"])
+    nan = object_volume(truth)
+    nan[3, 3, 3] = np.nan
+    nib.save(nib.Nifti1Image(nan, AFFINE), paths["nan"])
+    nib.save(nib.Nifti1Image(object_volume(truth)[:, :, 0], AFFINE), root / "flat.nii.gz")
+    paths["flat"] = root / "flat.nii.gz"
+    paths["corrupt"] = root / "corrupt.nii.gz"
+    paths["corrupt"].write_bytes(b"\x1f\x8b this is not a nifti file")
+    torch.manual_seed(0)
+    paths["propmask"] = save_network(_always_object(build_propmask("light", input_size=64)), root / "propmask.pt")
+    paths["box2mask"] = save_network(_always_object(build_box2mask("light", input_size=64)), root / "box2mask.pt")
+    return paths
+
+
+def _weights(files: dict[str, Path]) -> list[str]:
+    return ["--checkpoint", str(files["propmask"]), "--box2mask-checkpoint", str(files["box2mask"]), "--no-progress"]
+
+
+def test_mask_prompt_writes_mask_report_and_preview(files: dict[str, Path], tmp_path: Path) -> None:
+    out, report, preview = tmp_path / "seg.nii.gz", tmp_path / "seg.json", tmp_path / "seg.png"
+    code = main(
+        [
+            "segment",
+            str(files["image"]),
+            "--mask-prompt",
+            str(files["prompt"]),
+            "-o",
+            str(out),
+            "--report",
+            str(report),
+            "--preview",
+            str(preview),
+            "--thickness-mm",
+            "5",
+            *_weights(files),
+        ]
+    )
+    assert code == 0
+    written = nib.load(out)
+    assert written.shape == SHAPE
+    assert np.allclose(written.affine, AFFINE, atol=1e-5)
+    labels = np.asarray(written.dataobj)
+    assert labels[:, :, 15].sum() > 0
+    data = json.loads(report.read_text())
+    obj = data["objects"][0]
+    assert obj["voxels"] == int((labels > 0).sum())
+    voxel_ml = abs(np.linalg.det(AFFINE[:3, :3])) / 1000
+    assert obj["volume_ml"] == pytest.approx(obj["voxels"] * voxel_ml, rel=1e-3)
+    assert obj["prompt_slices"] == [15]
+    assert {"read", "normalise", "propagation", "paste_back", "write", "total"} <= set(data["seconds"])
+    assert data["rounds"] >= 1
+    with Image.open(preview) as picture:
+        assert picture.format == "PNG" and picture.width > picture.height
+    assert not list(tmp_path.glob(".*"))  # no temporary files left behind
+
+
+@pytest.mark.parametrize("axis,box,index", [(2, "14,13,34,31", 15), (0, "5,6,30,20", 24), (1, "10,8,38,22", 22)])
+def test_box_prompt_along_each_axis(files: dict[str, Path], tmp_path: Path, axis: int, box: str, index: int) -> None:
+    out = tmp_path / "box.nii.gz"
+    code = main(
+        [
+            "segment",
+            str(files["image"]),
+            "--box",
+            box,
+            "--slice",
+            str(index),
+            "--axis",
+            str(axis),
+            "-o",
+            str(out),
+            *_weights(files),
+        ]
+    )
+    assert code == 0
+    labels = np.asarray(nib.load(out).dataobj)
+    assert np.take(labels, index, axis=axis).sum() > 0
+
+
+def test_box3d_prompt(files: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "box3d.nii.gz"
+    assert main(["segment", str(files["image"]), "--box3d", "14,13,9,34,31,21", "-o", str(out), *_weights(files)]) == 0
+    labels = np.asarray(nib.load(out).dataobj)
+    assert labels[:, :, :9].sum() == 0 and labels[:, :, 22:].sum() == 0 and labels[:, :, 15].sum() > 0
+
+
+BAD_INPUTS = [
+    (["{flat}", "--mask-prompt", "{prompt}"], "3D"),
+    (["{image}", "--mask-prompt", "{small}"], "grid"),
+    (["{image}", "--mask-prompt", "{empty}"], "empty"),
+    (["{image}", "--mask-prompt", "{two_slices}"], "2 slices"),
+    (["{image}", "--box", "10,10,60,20", "--slice", "15"], "outside"),
+    (["{image}", "--box", "20,10,10,20", "--slice", "15"], "inverted"),
+    (["{image}", "--box", "10,10,10,20", "--slice", "15"], "zero area"),
+    (["{image}", "--box", "10,10,20,20", "--slice", "99"], "out of range"),
+    (["{image}", "--box", "10,10,20", "--slice", "5"], "4 comma-separated"),
+    (["{image}", "--box", "10,10,20,20"], "needs --slice"),
+    (["{nan}", "--box", "10,10,20,20", "--slice", "5"], "NaN"),
+    (["{corrupt}", "--box", "10,10,20,20", "--slice", "5"], "cannot read"),
+    (["{missing}", "--box", "10,10,20,20", "--slice", "5"], "no such file"),
+]
+
+
+@pytest.mark.parametrize("arguments,message", BAD_INPUTS)
+def test_bad_input_is_one_line_exit_2_and_no_output(
+    files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture, arguments: list[str], message: str
+) -> None:
+    names = {k: str(v) for k, v in files.items()} | {"missing": str(tmp_path / "missing.nii.gz")}
+    out = tmp_path / "never.nii.gz"
+    args = [a.format(**names) for a in arguments]
+    assert main(["segment", *args, "-o", str(out), *_weights(files)]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and error[0].startswith("pam-monai: error:") and message in error[0]
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "checkpoint,message",
+    [("missing.pt", "not found"), ("box2mask", "Box2Mask weights"), ("garbage.pt", "garbage.pt")],
+)
+def test_missing_or_mismatched_checkpoint(
+    files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture, checkpoint: str, message: str
+) -> None:
+    (tmp_path / "garbage.pt").write_bytes(b"not a checkpoint")
+    path = str(files[checkpoint]) if checkpoint in files else str(tmp_path / checkpoint)
+    out = tmp_path / "never.nii.gz"
+    code = main(
+        [
+            "segment",
+            str(files["image"]),
+            "--box",
+            "10,10,20,20",
+            "--slice",
+            "5",
+            "-o",
+            str(out),
+            "--checkpoint",
+            path,
+            "--box2mask-checkpoint",
+            str(files["box2mask"]),
+        ]
+    )
+    assert code == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and message.lower() in error[0].lower()
+    assert not out.exists()
+
+
+def test_without_default_weights_the_cli_says_so(files: dict[str, Path], tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    monkeypatch.setenv("PAM_MONAI_MODELS", str(tmp_path / "no-models"))
+    process = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pam_monai",
+            "segment",
+            str(files["image"]),
+            "--box",
+            "10,10,20,20",
+            "--slice",
+            "5",
+            "-o",
+            str(tmp_path / "x.nii.gz"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert process.returncode == 2
+    assert "no default PropMask weights" in process.stderr
+    assert not (tmp_path / "x.nii.gz").exists()
+
+
+def test_convert_checkpoint_command(files: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "converted.pt"
+    assert main(["convert-checkpoint", str(files["box2mask"]), "-o", str(out), "--kind", "box2mask"]) == 0
+    state = torch.load(out, weights_only=True)
+    assert "decoder.seg_layers.0.bias" in state

@@ -1,0 +1,68 @@
+"""Shared test fixtures: generated volumes with known objects and stand-in networks that know the truth."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+
+class OracleBox2Mask(nn.Module):
+    """Says "object" wherever the normalised input is bright: the true mask for volumes made by `object_volume`."""
+
+    input_size = 64
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.anchor = nn.Parameter(torch.zeros(()))
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        fg = (x > -0.5).float() * 20 - 10
+        logits = torch.cat((-fg, fg), dim=1)
+        return [logits, logits[..., ::2, ::2]]
+
+
+class OraclePropMask(nn.Module):
+    """Returns the true mask of whichever query slices it is given (object voxels normalise above 0)."""
+
+    input_size = 64
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.anchor = nn.Parameter(torch.zeros(()))
+        self.calls: list[int] = []
+
+    def forward_indexed(self, guides, masks, queries, index):  # noqa: ANN001, ANN201
+        self.calls.append(len(queries))
+        fg = (queries > -0.5).float() * 20 - 10
+        logits = torch.cat((-fg, fg), dim=1)
+        return [logits, logits[..., ::2, ::2], logits[..., ::4, ::4]]
+
+    def forward(self, guiding_image, guiding_mask, adjacent_images):  # noqa: ANN001, ANN201
+        b, nq = adjacent_images.shape[:2]
+        index = torch.arange(b).repeat_interleave(nq)
+        return self.forward_indexed(guiding_image, guiding_mask, adjacent_images.flatten(0, 1), index)
+
+
+def ellipsoid(
+    shape: tuple[int, int, int], centre: tuple[float, float, float], radii: tuple[float, float, float]
+) -> np.ndarray:
+    grid = np.meshgrid(*(np.arange(n) for n in shape), indexing="ij")
+    return sum(((g - c) / r) ** 2 for g, c, r in zip(grid, centre, radii)) <= 1.0
+
+
+def object_volume(label: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Objects of exactly 100 on a noisy background (0 +- 5): the guided window maps objects to 0, the rest to -1."""
+    rng = np.random.default_rng(seed)
+    return np.where(label > 0, 100.0, rng.normal(0, 5, label.shape)).astype(np.float32)
+
+
+@pytest.fixture
+def oracle_propmask() -> OraclePropMask:
+    return OraclePropMask()
+
+
+@pytest.fixture
+def oracle_box2mask() -> OracleBox2Mask:
+    return OracleBox2Mask()

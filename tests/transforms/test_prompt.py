@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pam_monai.transforms import Box3DPrompt, PromptError, box3d_seed_boxes, mask_prompts_from_volume, validate_box
+
+
+@pytest.mark.parametrize("axis", [0, 1, 2])
+def test_mask_prompt_splits_labels_on_one_slice(axis: int) -> None:
+    volume = np.zeros((20, 22, 24), dtype=np.int16)
+    plane = np.moveaxis(volume, axis, 0)[7]
+    plane[2:5, 2:5] = 1
+    plane[10:12, 10:15] = 3
+    prompts = mask_prompts_from_volume(volume, axis)
+    assert [p.label for p in prompts] == [1, 3]
+    assert all(p.slice_index == 7 for p in prompts)
+    assert int(prompts[1].mask.sum()) == 10
+
+
+@pytest.mark.parametrize(
+    "make,message",
+    [
+        (lambda v: v, "empty"),
+        (lambda v: v.__setitem__((slice(None), slice(None), slice(3, 5)), 1) or v, "2 slices"),
+        (lambda v: v.__setitem__((0, 0, 0), -1) or v, "negative"),
+        (lambda v: v[0], "3D"),
+    ],
+)
+def test_bad_mask_prompts(make, message: str) -> None:  # noqa: ANN001
+    with pytest.raises(PromptError, match=message):
+        mask_prompts_from_volume(make(np.zeros((6, 6, 6), dtype=np.int16)), 2)
+
+
+def test_nan_prompt_is_rejected() -> None:
+    volume = np.zeros((6, 6, 6))
+    volume[1, 1, 1] = np.nan
+    with pytest.raises(PromptError, match="NaN"):
+        mask_prompts_from_volume(volume, 2)
+
+
+@pytest.mark.parametrize(
+    "box,index,message",
+    [
+        ((5, 5, 2, 9), 1, "inverted"),
+        ((5, 5, 5, 9), 1, "zero area"),
+        ((0, 0, 10, 30), 1, "outside"),
+        ((-1, 0, 5, 5), 1, "outside"),
+        ((0, 0, 5, 5), 12, "out of range"),
+        ((0, 0, 5), 1, "4 numbers"),
+    ],
+)
+def test_bad_boxes(box: tuple, index: int, message: str) -> None:
+    with pytest.raises(PromptError, match=message):
+        validate_box(box, index, (20, 25, 12), axis=2)
+
+
+def test_box3d_seeds_spread_over_the_box() -> None:
+    seeds = box3d_seed_boxes(Box3DPrompt((2, 3, 10), (12, 15, 30)), (20, 20, 40), axis=2)
+    assert [s.slice_index for s in seeds] == [15, 20, 25]
+    assert seeds[0].box == (2, 3, 12, 15)
+    seeds = box3d_seed_boxes(Box3DPrompt((2, 3, 10), (12, 15, 30)), (20, 20, 40), axis=0)
+    assert [s.slice_index for s in seeds] == [4, 7, 10] and seeds[0].box == (3, 10, 15, 30)
+    with pytest.raises(PromptError, match="outside"):
+        box3d_seed_boxes(Box3DPrompt((2, 3, 10), (12, 15, 40)), (20, 20, 40), axis=2)
