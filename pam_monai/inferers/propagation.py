@@ -89,6 +89,7 @@ class PropagationInferer(Inferer):
         keep_connected: keep only 3D connected components touching a prompt slice's mask.
         max_batch: largest number of query slices per forward pass.
         box2mask_inferer: turns box prompts into masks (default :class:`Box2MaskInferer`).
+        box2mask_network: the Box2Mask network used when a call does not pass one (bundle configs set it here).
         progress: show a tqdm bar on stderr.
 
     ``inferer(inputs, network, box2mask_network=None, mask_prompt=..., box=..., slice_index=..., box3d=...,
@@ -107,6 +108,7 @@ class PropagationInferer(Inferer):
         keep_connected: bool = True,
         max_batch: int = 64,
         box2mask_inferer: Box2MaskInferer | None = None,
+        box2mask_network: Callable[..., Any] | None = None,
         progress: bool = False,
     ) -> None:
         super().__init__()
@@ -119,15 +121,20 @@ class PropagationInferer(Inferer):
         self.keep_connected = keep_connected
         self.max_batch = max_batch
         self.box2mask_inferer = box2mask_inferer or Box2MaskInferer()
+        self.box2mask_network = box2mask_network
         self.progress = progress
 
     def __call__(  # type: ignore[override]
         self, inputs: torch.Tensor, network: Callable[..., Any], *args: Any, **kwargs: Any
     ) -> torch.Tensor:
         result = self.propagate(inputs, network, *args, **kwargs)
-        labels = result.labels[None]
+        # Same leading (batch/channel) dims as the input, at least one channel.
+        leading = tuple(inputs.shape[:-3]) or (1,)
+        labels = result.labels.reshape(*leading, *result.labels.shape)
         if isinstance(inputs, MetaTensor):
-            return MetaTensor(labels, meta=dict(inputs.meta))
+            out = MetaTensor(labels, meta=dict(inputs.meta))
+            out.is_batch = inputs.is_batch
+            return out
         return labels
 
     @torch.inference_mode()
@@ -153,6 +160,7 @@ class PropagationInferer(Inferer):
         ``box3d`` (inclusive ``(i0, j0, k0, i1, j1, k1)``) is required; boxes need ``box2mask_network``.
         """
         timer = _Timer()
+        box2mask_network = box2mask_network if box2mask_network is not None else self.box2mask_network
         volume = _volume_3d(inputs)
         plane_axes(axis)
         if not bool(torch.isfinite(volume).all()):
@@ -419,7 +427,7 @@ def _volume_3d(inputs: torch.Tensor | np.ndarray) -> torch.Tensor:
         if isinstance(inputs, MetaTensor)
         else torch.as_tensor(np.asarray(inputs) if not isinstance(inputs, torch.Tensor) else inputs)
     )
-    if volume.ndim == 4 and volume.shape[0] == 1:
+    while volume.ndim > 3 and volume.shape[0] == 1:
         volume = volume[0]
     if volume.ndim != 3:
         raise ValueError(f"the image must be 3D (one channel), got shape {tuple(volume.shape)}.")
@@ -432,7 +440,8 @@ def _spacing(inputs: torch.Tensor | np.ndarray, spacing: Sequence[float] | None)
     if spacing is not None:
         values = tuple(float(s) for s in spacing)
     elif isinstance(inputs, MetaTensor):
-        values = tuple(float(s) for s in affine_to_spacing(inputs.affine, r=3))
+        affine = inputs.affine[0] if inputs.affine.ndim == 3 else inputs.affine
+        values = tuple(float(s) for s in affine_to_spacing(affine, r=3))
     else:
         values = (1.0, 1.0, 1.0)
     if len(values) != 3 or not all(np.isfinite(v) and v > 0 for v in values):

@@ -9,10 +9,12 @@ from pam_monai.transforms.intensity import (
 from pam_monai.transforms.prompt import (
     Box3DPrompt,
     BoxPrompt,
+    LoadPromptd,
     MaskPrompt,
     PromptError,
     box3d_seed_boxes,
     mask_prompts_from_volume,
+    parse_prompt,
     plane_axes,
     validate_box,
 )
@@ -23,6 +25,7 @@ __all__ = [
     "BoxPrompt",
     "GuidedIntensityWindow",
     "GuidedIntensityWindowd",
+    "LoadPromptd",
     "MaskPrompt",
     "PromptError",
     "RoIWindow",
@@ -34,6 +37,7 @@ __all__ = [
     "crop_resize",
     "guided_window",
     "mask_prompts_from_volume",
+    "parse_prompt",
     "paste_back",
     "plane_axes",
     "pooled_foreground_window",

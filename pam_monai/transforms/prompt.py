@@ -7,18 +7,27 @@ slice; the two remaining axes, in array order, are the slice's rows and columns,
 
 from __future__ import annotations
 
+import json
+import os
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
+from monai.config import KeysCollection
+from monai.transforms import MapTransform
 
 __all__ = [
     "Box3DPrompt",
     "BoxPrompt",
+    "LoadPromptd",
     "MaskPrompt",
     "PromptError",
     "box3d_seed_boxes",
     "mask_prompts_from_volume",
+    "parse_prompt",
     "plane_axes",
     "validate_box",
 ]
@@ -142,3 +151,85 @@ def box3d_seed_boxes(
     for seed in seeds:
         validate_box(seed.box, seed.slice_index, volume_shape, axis)
     return seeds
+
+
+def parse_prompt(prompt: str | os.PathLike | Mapping[str, Any]) -> dict[str, Any]:
+    """Turn a bundle/CLI prompt into inferer keyword arguments.
+
+    Accepts a path to a mask-prompt image (returned as ``{"mask_prompt_path": ...}``), a path to a JSON file, a
+    JSON string or a mapping with ``box`` + ``slice`` (or ``slice_index``), or ``box3d``, and optional ``axis``,
+    e.g. ``{"box": [10, 12, 40, 50], "slice": 30, "axis": 2}``.
+    """
+    if isinstance(prompt, Mapping):
+        spec = dict(prompt)
+    else:
+        text = str(prompt).strip()
+        if text.startswith("{"):
+            try:
+                spec = json.loads(text)
+            except json.JSONDecodeError as error:
+                raise PromptError(f"the prompt is not valid JSON: {error.msg} at character {error.pos}.") from None
+        elif text.endswith(".json"):
+            try:
+                spec = json.loads(Path(text).read_text())
+            except FileNotFoundError:
+                raise PromptError(f"{text}: no such prompt file.") from None
+            except json.JSONDecodeError as error:
+                raise PromptError(f"{text}: not valid JSON ({error.msg}, line {error.lineno}).") from None
+        elif text:
+            if not Path(text).exists():
+                raise PromptError(f"{text}: no such prompt file.")
+            return {"mask_prompt_path": text}
+        else:
+            raise PromptError("no prompt given: pass a mask-prompt image, or a box as JSON.")
+    if not isinstance(spec, dict):
+        raise PromptError('the prompt JSON must be an object such as {"box": [i0, j0, i1, j1], "slice": k}.')
+    unknown = set(spec) - {"box", "slice", "slice_index", "box3d", "axis", "label", "mask"}
+    if unknown:
+        raise PromptError(f"unknown prompt fields {sorted(unknown)}; use box + slice, box3d, mask and axis.")
+    out: dict[str, Any] = {"axis": int(spec.get("axis", 2))}
+    if "mask" in spec:
+        out["mask_prompt_path"] = str(spec["mask"])
+    if "box" in spec:
+        out["box"] = tuple(int(v) for v in spec["box"])
+        index = spec.get("slice", spec.get("slice_index"))
+        if index is None:
+            raise PromptError('a box prompt needs its slice: {"box": [...], "slice": k}.')
+        out["slice_index"] = int(index)
+    if "box3d" in spec:
+        out["box3d"] = tuple(int(v) for v in spec["box3d"])
+    if "label" in spec:
+        out["label"] = int(spec["label"])
+    if sum(k in out for k in ("mask_prompt_path", "box", "box3d")) != 1:
+        raise PromptError("give exactly one of mask, box (with slice) or box3d in the prompt.")
+    return out
+
+
+class LoadPromptd(MapTransform):
+    """Resolve ``data[key]`` (a prompt path, JSON text or mapping, see :func:`parse_prompt`) into ``prompt_args``.
+
+    A mask prompt is read with MONAI's ``LoadImage`` and checked against the grid of ``image_key``.
+    """
+
+    def __init__(self, keys: KeysCollection = "prompt", image_key: str = "image", allow_missing_keys: bool = False):
+        super().__init__(keys, allow_missing_keys)
+        self.image_key = image_key
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        from pam_monai.data.io import load_image  # late: io imports MONAI readers
+
+        d = dict(data)
+        for key in self.key_iterator(d):
+            args = parse_prompt(d[key])
+            path = args.pop("mask_prompt_path", None)
+            if path is not None:
+                mask = load_image(path)
+                image = d[self.image_key]
+                spatial = tuple(image.shape[-3:])
+                if tuple(mask.shape[-3:]) != spatial:
+                    raise PromptError(
+                        f"{path}: the prompt's grid {tuple(mask.shape[-3:])} differs from the image's {spatial}."
+                    )
+                args["mask_prompt"] = mask.as_tensor()
+            d["prompt_args"] = args
+        return d

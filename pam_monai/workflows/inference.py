@@ -1,0 +1,117 @@
+"""Glue that lets MONAI's ``SupervisedEvaluator`` run prompted propagation and write its results."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Hashable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from monai.config import KeysCollection
+from monai.data import MetaTensor
+from monai.transforms import MapTransform
+
+from pam_monai.apps.preview import save_preview
+from pam_monai.data.io import save_label_image, voxel_volume_ml, write_atomic
+
+__all__ = ["SavePropagationResultsd", "prepare_prompt_batch"]
+
+
+def _first(value: Any) -> Any:
+    """Undo the DataLoader's batching of one item (lists of one, tensors of one)."""
+    if isinstance(value, (list, tuple)) and len(value) == 1:
+        return value[0]
+    return value
+
+
+def _unbatch_args(args: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in args.items():
+        if key == "mask_prompt":
+            out[key] = value[0] if isinstance(value, torch.Tensor) and value.ndim == 4 else value
+        elif key in ("box", "box3d"):
+            out[key] = tuple(int(_first(v)) for v in value)
+        else:
+            out[key] = int(_first(value)) if isinstance(_first(value), (int, torch.Tensor, np.integer)) else value
+    return out
+
+
+def prepare_prompt_batch(
+    batchdata: Mapping[str, Any], device: str | torch.device | None = None, non_blocking: bool = False, **kwargs: Any
+) -> tuple[torch.Tensor, torch.Tensor | None, tuple, dict[str, Any]]:
+    """``prepare_batch`` for ``SupervisedEvaluator``: the image goes to the inferer, the prompt as keywords.
+
+    Expects a batch of one item (propagation works per volume) with ``image`` and ``prompt_args`` (from
+    :class:`~pam_monai.transforms.LoadPromptd`) and optionally ``label``.
+    """
+    image = batchdata["image"]
+    if image.shape[0] != 1:
+        raise ValueError(f"prompted propagation runs one volume at a time; got a batch of {image.shape[0]}.")
+    label = batchdata.get("label")
+    return (
+        image.to(device=device, non_blocking=non_blocking) if device is not None else image,
+        label,
+        (),
+        _unbatch_args(batchdata["prompt_args"]),
+    )
+
+
+class SavePropagationResultsd(MapTransform):
+    """Write the label image, a JSON report and a PNG preview for each item (atomically).
+
+    Args:
+        keys: the prediction key (``(1, X, Y, Z)`` label image).
+        output_dir: where to write ``<name>_seg.nii.gz``, ``<name>_report.json`` and ``<name>_preview.png``.
+        image_key: the input image, whose affine and file name are used.
+        preview: also write the PNG preview.
+    """
+
+    def __init__(
+        self,
+        keys: KeysCollection = "pred",
+        output_dir: str | os.PathLike = "eval",
+        image_key: str = "image",
+        preview: bool = True,
+        allow_missing_keys: bool = False,
+    ) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.output_dir = Path(output_dir)
+        self.image_key = image_key
+        self.preview = preview
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        image = d[self.image_key]
+        affine = np.asarray(image.affine if isinstance(image, MetaTensor) else np.eye(4))
+        source = str(image.meta.get("filename_or_obj", "image")) if isinstance(image, MetaTensor) else "image"
+        name = Path(source).name.split(".")[0] or "image"
+        for key in self.key_iterator(d):
+            labels = torch.as_tensor(d[key])[0].cpu().numpy()
+            seg_path = save_label_image(labels, affine, self.output_dir / f"{name}_seg.nii.gz")
+            voxel_ml = voxel_volume_ml(affine)
+            objects = [
+                {
+                    "label": int(v),
+                    "voxels": int((labels == v).sum()),
+                    "volume_ml": round(float((labels == v).sum()) * voxel_ml, 4),
+                }
+                for v in np.unique(labels)
+                if v > 0
+            ]
+            report = {"image": source, "output": str(seg_path), "objects": objects}
+            write_atomic(
+                self.output_dir / f"{name}_report.json",
+                lambda temporary, r=report: temporary.write_text(json.dumps(r, indent=2)),
+            )
+            if self.preview and objects:
+                axis = int(d.get("prompt_args", {}).get("axis", 2))
+                volume = torch.as_tensor(image)[0].cpu().numpy()
+                covered = np.nonzero(labels.any(axis=tuple(a for a in range(3) if a != axis)))[0]
+                save_preview(
+                    volume, labels, axis, [int(covered[len(covered) // 2])], self.output_dir / f"{name}_preview.png"
+                )
+            d[f"{key}_path"] = str(seg_path)
+        return d
