@@ -1,0 +1,86 @@
+"""The bundle's inference section run through `python -m monai.bundle run`, and its metadata verified offline."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from conftest import ellipsoid, object_volume
+
+from pam_monai.networks import build_box2mask, build_propmask
+
+ROOT = Path(__file__).resolve().parents[2]
+BUNDLE = ROOT / "bundle"
+AFFINE = np.array([[-0.8, 0, 0, 10.0], [0, 0.8, 0, -5.0], [0, 0, 2.0, 30.0], [0, 0, 0, 1.0]])
+
+
+def _always_object(network: torch.nn.Module) -> torch.nn.Module:
+    for head in network.decoder.seg_layers:
+        torch.nn.init.zeros_(head.weight)
+        head.bias.data = torch.tensor([-4.0, 4.0])
+    return network
+
+
+@pytest.fixture(scope="module")
+def case(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("bundle_inference")
+    truth = ellipsoid((48, 48, 24), (24, 24, 12), (10, 9, 7))
+    nib.save(nib.Nifti1Image(object_volume(truth), AFFINE), root / "case.nii.gz")
+    prompt = np.zeros(truth.shape, np.uint8)
+    prompt[:, :, 12] = truth[:, :, 12]
+    nib.save(nib.Nifti1Image(prompt, AFFINE), root / "prompt.nii.gz")
+    # Plain state dicts, as the bundle's models/ holds them.
+    torch.save(_always_object(build_propmask("light")).state_dict(), root / "model.pt")
+    torch.save(_always_object(build_box2mask("light")).state_dict(), root / "box2mask.pt")
+    return {"root": root, "image": root / "case.nii.gz", "prompt": root / "prompt.nii.gz"}
+
+
+def _run(case: dict[str, Path], prompt: str, out: Path) -> subprocess.CompletedProcess:
+    command = [
+        sys.executable, "-m", "monai.bundle", "run", "--config_file", str(BUNDLE / "configs" / "inference.json"),
+        "--bundle_root", str(BUNDLE), "--ckpt_path", str(case["root"] / "model.pt"),
+        "--box2mask_ckpt_path", str(case["root"] / "box2mask.pt"), "--image", str(case["image"]),
+        "--prompt", prompt, "--output_dir", str(out), "--thickness_mm", "6",
+    ]  # fmt: skip
+    return subprocess.run(command, capture_output=True, text=True, check=False, timeout=300)
+
+
+@pytest.mark.parametrize("kind", ["mask", "box"])
+def test_inference_section_writes_mask_report_and_preview(case: dict[str, Path], tmp_path: Path, kind: str) -> None:
+    prompt = str(case["prompt"]) if kind == "mask" else json.dumps({"box": [14, 15, 34, 33], "slice": 12, "axis": 2})
+    process = _run(case, prompt, tmp_path / "out")
+    assert process.returncode == 0, process.stderr[-2000:]
+    seg = nib.load(tmp_path / "out" / "case_seg.nii.gz")
+    assert seg.shape == (48, 48, 24)
+    assert np.allclose(seg.affine, AFFINE, atol=1e-5)
+    labels = np.asarray(seg.dataobj)
+    assert labels[:, :, 12].sum() > 0
+    report = json.loads((tmp_path / "out" / "case_report.json").read_text())
+    assert report["objects"][0]["voxels"] == int((labels > 0).sum())
+    assert (tmp_path / "out" / "case_preview.png").stat().st_size > 0
+
+
+def test_inference_section_rejects_a_bad_prompt(case: dict[str, Path], tmp_path: Path) -> None:
+    process = _run(case, json.dumps({"box": [14, 15, 90, 33], "slice": 12}), tmp_path / "out")
+    assert process.returncode != 0
+    assert "lies outside" in process.stderr
+    assert not (tmp_path / "out" / "case_seg.nii.gz").exists()
+
+
+def test_metadata_verifies_offline_against_the_kept_schema(tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "monai.bundle", "verify_metadata", "--meta_file",
+               str(BUNDLE / "configs" / "metadata.json"), "--filepath", str(BUNDLE / "configs" / "meta_schema.json")]
+    process = subprocess.run(command, capture_output=True, text=True, check=False, timeout=120)
+    assert process.returncode == 0, process.stderr[-1000:]
+    assert "verified with no error" in process.stdout + process.stderr
+    broken = json.loads((BUNDLE / "configs" / "metadata.json").read_text())
+    del broken["network_data_format"]["outputs"]["pred"]["dtype"]
+    (tmp_path / "metadata.json").write_text(json.dumps(broken))
+    command[command.index(str(BUNDLE / "configs" / "metadata.json"))] = str(tmp_path / "metadata.json")
+    assert subprocess.run(command, capture_output=True, text=True, check=False, timeout=120).returncode != 0
