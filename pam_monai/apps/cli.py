@@ -55,6 +55,22 @@ def _parser() -> argparse.ArgumentParser:
     convert.add_argument("source", help="the authors' .pth file (raw state dict or with model_state_dict)")
     convert.add_argument("-o", "--output", required=True, help="where to write the converted state dict")
     convert.add_argument("--kind", choices=("propmask", "box2mask"), help="default: detected from the keys")
+
+    set2d = commands.add_parser("propagate-2d", help="segment a set of 2D images from a few annotated examples")
+    set2d.add_argument("--guides", required=True, help="folder of NAME + NAME_mask image pairs, or an image,mask list")
+    set2d.add_argument("--images", required=True, help="folder of target images (PNG, JPEG, TIFF, 2D NIfTI)")
+    set2d.add_argument("-o", "--output", required=True, help="folder for NAME_mask.png masks and summary.csv")
+    set2d.add_argument("--batch-size", type=int, default=16, help="target images per forward pass (default 16)")
+    large = commands.add_parser("propagate-large", help="label the instances of one large 2D image from examples")
+    large.add_argument("image", help="the large image (TIFFs are read tile by tile)")
+    large.add_argument("--guides", required=True, help="folder of NAME + NAME_mask image pairs, or an image,mask list")
+    large.add_argument("-o", "--output", required=True, help="instance label image to write (.tif, BigTIFF)")
+    large.add_argument("--window", type=int, help="sliding-window side in pixels (default: from the instance size)")
+    large.add_argument("--batch-size", type=int, default=8, help="windows per forward pass (default 8)")
+    for sub in (set2d, large):
+        sub.add_argument("--checkpoint", help="PropMask weights (default: the bundle's)")
+        sub.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+        sub.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return parser
 
 
@@ -127,6 +143,65 @@ def _convert(args: argparse.Namespace) -> dict:
     return {"output": str(destination)}
 
 
+def _propmask(args: argparse.Namespace):  # -> the PropMask network, in eval mode
+    import torch
+
+    from pam_monai.networks.checkpoint import build_network_from_checkpoint
+    from pam_monai.predictor import default_checkpoints
+
+    if args.batch_size < 1:
+        raise UsageError(f"--batch-size must be at least 1, got {args.batch_size}.")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda was asked for but no CUDA GPU is available.")
+    path = args.checkpoint or default_checkpoints()[0]
+    return build_network_from_checkpoint(path, kind="propmask").to(args.device).eval()
+
+
+def _propagate_2d(args: argparse.Namespace) -> dict:
+    from pam_monai.apps.propagate2d import find_images, load_guides, propagate_folder
+
+    guides = load_guides(args.guides)  # bad input fails before the network is loaded
+    find_images(args.images)
+    rows = propagate_folder(
+        guides, args.images, args.output, _propmask(args), args.batch_size, progress=not args.no_progress
+    )
+    return {"message": f"wrote {len(rows)} masks and summary.csv to {args.output}"}
+
+
+def _propagate_large(args: argparse.Namespace) -> dict:
+    from pam_monai.apps.propagate2d import load_guides, propagate_large_image
+    from pam_monai.data.images2d import image_suffix, probe_image2d
+    from pam_monai.data.io import write_atomic
+
+    output = Path(args.output)
+    if image_suffix(output) not in (".tif", ".tiff"):
+        raise UsageError(f"{output}: the label image must be a TIFF (.tif or .tiff).")
+    if args.window is not None and args.window < 16:
+        raise UsageError(f"--window must be at least 16 pixels, got {args.window}.")
+    probe_image2d(args.image)
+    guides = load_guides(args.guides)  # bad input fails before the network is loaded
+    result = propagate_large_image(
+        args.image,
+        guides,
+        _propmask(args),
+        window=args.window,
+        batch_size=args.batch_size,
+        output=output,
+        progress=not args.no_progress,
+    )
+    summary = {"image": str(args.image), **result.summary()}
+    report = output.with_name(output.name[: -len(image_suffix(output))] + ".json")
+    try:
+        write_atomic(report, lambda temporary: temporary.write_text(json.dumps(summary, indent=2)))
+    except BaseException:
+        output.unlink(missing_ok=True)
+        raise
+    return {"message": f"{result.count} instances -> {output}", "count": result.count}
+
+
+_COMMANDS = {"propagate-2d": _propagate_2d, "propagate-large": _propagate_large}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (0 ok, 1 failed, 2 bad usage or input)."""
     args = _parser().parse_args(argv)
@@ -135,14 +210,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     from pam_monai.transforms.prompt import PromptError
 
     try:
-        summary = _segment(args) if args.command == "segment" else _convert(args)
+        if args.command in _COMMANDS:
+            summary = _COMMANDS[args.command](args)
+        else:
+            summary = _segment(args) if args.command == "segment" else _convert(args)
     except (UsageError, PromptError, ImageReadError, CheckpointError, ValueError, FileNotFoundError) as error:
         print(f"pam-monai: error: {' '.join(str(error).split())}", file=sys.stderr)
         return 2
     except RuntimeError as error:
         print(f"pam-monai: error: {' '.join(str(error).split())}", file=sys.stderr)
         return 1
-    if args.command == "segment":
+    if args.command in _COMMANDS:
+        print(summary["message"])
+    elif args.command == "segment":
         for obj in summary["objects"]:
             print(f"label {obj['label']}: {obj['voxels']} voxels, {obj['volume_ml']} ml -> {summary['output']}")
     else:

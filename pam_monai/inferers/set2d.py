@@ -1,0 +1,251 @@
+"""Propagation across a set of 2D images: a few annotated examples guide the segmentation of many others.
+
+Every target image is a query slice and every annotated example a guiding slice of PropMask; a target's
+foreground probability is the average over all guides and all deep-supervision heads. The intensity window
+comes from the pooled foreground pixels of all guides (0.5 / 99.5 percentiles, as PAM_SPEC §4.3 does for one
+guide), so every target is normalised the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from pam_monai.inferers.box2mask import foreground_probability
+from pam_monai.transforms.intensity import apply_window, guided_window
+
+__all__ = [
+    "GuideBatch",
+    "Propagate2DError",
+    "check_guides",
+    "guided_probability",
+    "network_input_size",
+    "pad_square",
+    "pooled_guide_window",
+    "predict_targets",
+    "prepare_guides",
+    "propagate_to_images",
+    "resize",
+    "resize_mask",
+    "to_grey",
+]
+
+_MAX_QUANTILE_VALUES = 8_000_000  # torch.quantile refuses inputs above 16M elements
+
+
+class Propagate2DError(ValueError):
+    """Guides or targets that cannot be used (the message names the offending input on one line)."""
+
+
+@dataclass
+class GuideBatch:
+    """Guides ready for the network.
+
+    Attributes:
+        images: ``(G, 1, S, S)`` normalised guiding images.
+        masks: ``(G, 1, S, S)`` float 0/1 guiding masks.
+        window: the intensity window ``(lo, hi)`` shared by guides and queries.
+    """
+
+    images: torch.Tensor
+    masks: torch.Tensor
+    window: tuple[float, float]
+
+    @property
+    def size(self) -> int:
+        return int(self.images.shape[-1])
+
+
+def to_grey(image: np.ndarray | torch.Tensor, name: str = "image") -> np.ndarray:
+    """A 2D float32 array; channel-last RGB(A) becomes luminance (ITU-R 601: 0.299 R + 0.587 G + 0.114 B).
+
+    Raises:
+        Propagate2DError: when the array is not a 2D image (optionally with 1-4 trailing channels).
+    """
+    array = np.asarray(image.detach().cpu() if isinstance(image, torch.Tensor) else image)
+    if array.ndim == 3 and array.shape[-1] == 1:
+        array = array[..., 0]
+    if array.ndim == 3 and array.shape[-1] in (3, 4):
+        rgb = array[..., :3].astype(np.float64)
+        array = rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114
+    elif array.ndim == 3 and array.shape[-1] == 2:  # grey + alpha
+        array = array[..., 0]
+    if array.ndim != 2 or min(array.shape) < 1:
+        raise Propagate2DError(f"{name}: expected a 2D image (optionally RGB), got shape {tuple(array.shape)}.")
+    array = array.astype(np.float32)
+    if not np.isfinite(array).all():
+        raise Propagate2DError(f"{name}: the image contains NaN or infinite intensities.")
+    return array
+
+
+def _as_mask(mask: np.ndarray | torch.Tensor, name: str) -> np.ndarray:
+    array = np.asarray(mask.detach().cpu() if isinstance(mask, torch.Tensor) else mask)
+    if array.ndim == 3 and array.shape[-1] in (1, 2, 3, 4):
+        array = (array != 0).any(axis=-1)
+    if array.ndim != 2:
+        raise Propagate2DError(f"{name}: expected a 2D mask, got shape {tuple(array.shape)}.")
+    return array != 0
+
+
+def check_guides(
+    guides: Sequence[tuple[np.ndarray | torch.Tensor, np.ndarray | torch.Tensor]],
+    names: Sequence[str] | None = None,
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Grey images and boolean masks of the guides; sizes must match and masks must not be empty."""
+    if len(guides) == 0:
+        raise Propagate2DError("no guides given: at least one annotated image (image + mask) is needed.")
+    checked = []
+    for i, (image, mask) in enumerate(guides):
+        name = names[i] if names is not None else f"guide {i}"
+        grey, binary = to_grey(image, name), _as_mask(mask, name)
+        if grey.shape != binary.shape:
+            raise Propagate2DError(
+                f"{name}: the image ({grey.shape[0]}x{grey.shape[1]}) and its mask "
+                f"({binary.shape[0]}x{binary.shape[1]}) differ in size."
+            )
+        if not binary.any():
+            raise Propagate2DError(f"{name}: the guide mask is empty (no nonzero pixel marks the object).")
+        checked.append((grey, binary))
+    return checked
+
+
+def pooled_guide_window(guides: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[float, float]:
+    """0.5 / 99.5 percentiles of the pixels under all guide masks together.
+
+    All guide pixels go in (masked), so a constant foreground is widened relative to the guides' full range,
+    as :func:`guided_window` does for one guiding slice.
+    """
+    values = np.concatenate([image.ravel() for image, _ in guides]).astype(np.float32)
+    inside = np.concatenate([mask.ravel() for _, mask in guides])
+    step = int(inside.sum()) // _MAX_QUANTILE_VALUES + 1
+    return guided_window(torch.from_numpy(values[::step]), torch.from_numpy(inside[::step]))
+
+
+def network_input_size(network: torch.nn.Module) -> int:
+    """The square side the network was trained for (``input_size``, default 224)."""
+    return int(getattr(getattr(network, "module", network), "input_size", 224))
+
+
+def _device(network: torch.nn.Module) -> torch.device:
+    parameter = next(iter(network.parameters()), None)
+    return parameter.device if parameter is not None else torch.device("cpu")
+
+
+def pad_square(image: torch.Tensor, value: float) -> tuple[torch.Tensor, int, int]:
+    """Pad ``(h, w)`` to ``(side, side)`` with ``value``, content centred; returns the image, top and left."""
+    h, w = image.shape[-2:]
+    side = max(h, w)
+    top, left = (side - h) // 2, (side - w) // 2
+    if side == h == w:
+        return image, 0, 0
+    out = torch.full((*image.shape[:-2], side, side), value, dtype=image.dtype, device=image.device)
+    out[..., top : top + h, left : left + w] = image
+    return out, top, left
+
+
+def resize(batch: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
+    """Bilinear resize of ``(N, C, h, w)``; antialiased when shrinking."""
+    size = (size, size) if isinstance(size, int) else tuple(size)
+    if tuple(batch.shape[-2:]) == size:
+        return batch.float()
+    shrink = batch.shape[-2] > size[0] or batch.shape[-1] > size[1]
+    return F.interpolate(batch.float(), size=size, mode="bilinear", align_corners=False, antialias=shrink)
+
+
+def resize_mask(mask: torch.Tensor, size: int) -> torch.Tensor:
+    """``(N, 1, h, w)`` 0/1 masks to ``size``: area fraction > 0.5, keeping at least the pixels > 0 if all vanish."""
+    soft = resize(mask.float(), size)
+    hard = (soft > 0.5).float()
+    for i in range(hard.shape[0]):
+        if not bool(hard[i].any()):
+            hard[i] = (soft[i] > 0).float()
+    return hard
+
+
+def prepare_guides(
+    guides: Sequence[tuple[np.ndarray, np.ndarray]],
+    size: int,
+    window: tuple[float, float] | None = None,
+    device: torch.device | str = "cpu",
+) -> GuideBatch:
+    """Pad every (checked) guide to a square with the window's low value, resize to ``size`` and normalise."""
+    window = window or pooled_guide_window(guides)
+    images, masks = [], []
+    for image, mask in guides:
+        padded, _, _ = pad_square(torch.from_numpy(image), window[0])
+        padded_mask, _, _ = pad_square(torch.from_numpy(mask.astype(np.float32)), 0.0)
+        images.append(apply_window(resize(padded[None, None], size), *window)[0])
+        masks.append(resize_mask(padded_mask[None, None], size)[0])
+    return GuideBatch(torch.stack(images).to(device), torch.stack(masks).to(device), window)
+
+
+@torch.inference_mode()
+def guided_probability(network: torch.nn.Module, guides: GuideBatch, queries: torch.Tensor) -> torch.Tensor:
+    """Foreground probability of ``(n, 1, S, S)`` normalised queries, averaged over every guide and head.
+
+    One ``forward_indexed`` call: the guides are encoded once and each query is paired with each guide.
+    """
+    n, g = queries.shape[0], guides.images.shape[0]
+    paired = queries.to(guides.images.device).repeat_interleave(g, dim=0)
+    index = torch.arange(g, device=paired.device).repeat(n)
+    logits = network.forward_indexed(guides.images, guides.masks, paired, index)
+    probability = foreground_probability(logits, guides.size)
+    return probability.reshape(n, g, guides.size, guides.size).mean(dim=1)
+
+
+def _query(image: np.ndarray, guides: GuideBatch) -> tuple[torch.Tensor, int, int]:
+    padded, top, left = pad_square(torch.from_numpy(image), guides.window[0])
+    return apply_window(resize(padded[None, None], guides.size), *guides.window)[0], top, left
+
+
+def predict_targets(
+    network: torch.nn.Module, guides: GuideBatch, targets: Sequence[np.ndarray]
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """One forward for a batch of grey targets; probabilities resized back to each target's own size."""
+    if len(targets) == 0:
+        return []
+    prepared = [_query(image, guides) for image in targets]
+    probability = guided_probability(network, guides, torch.stack([q for q, _, _ in prepared])).float().cpu()
+    results = []
+    for (_, top, left), image, prob in zip(prepared, targets, probability):
+        h, w = image.shape
+        full = resize(prob[None, None], max(h, w))[0, 0, top : top + h, left : left + w].clamp(0, 1).numpy()
+        results.append((full, full > 0.5))
+    return results
+
+
+def propagate_to_images(
+    guides: Sequence[tuple[np.ndarray | torch.Tensor, np.ndarray | torch.Tensor]],
+    targets: Sequence[np.ndarray | torch.Tensor],
+    network: torch.nn.Module,
+    batch_size: int = 16,
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Segment every target image with every annotated guide as PropMask's guiding slice.
+
+    Args:
+        guides: ``(image, mask)`` pairs; images 2D or channel-last RGB(A) (converted to luminance), masks 2D,
+            nonzero marking the object.
+        targets: 2D (or RGB) images of any sizes.
+        network: a PropMask network (anything with ``forward_indexed`` and ``input_size``), in eval mode.
+        batch_size: targets per forward pass (each forward runs ``batch_size x len(guides)`` queries).
+
+    Returns:
+        per target ``(probability, mask)``: float32 foreground probability and boolean mask (``> 0.5``), both of
+        the target's original size.
+
+    Raises:
+        Propagate2DError: no guides, a guide whose mask is empty or differs in size from its image, a target that
+            is not a 2D image.
+    """
+    if batch_size < 1:
+        raise Propagate2DError(f"batch_size must be at least 1, got {batch_size}.")
+    batch = prepare_guides(check_guides(guides), network_input_size(network), device=_device(network))
+    grey = [to_grey(t, f"target {i}") for i, t in enumerate(targets)]
+    results: list[tuple[np.ndarray, np.ndarray]] = []
+    for start in range(0, len(grey), batch_size):
+        results.extend(predict_targets(network, batch, grey[start : start + batch_size]))
+    return results
