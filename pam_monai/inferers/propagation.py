@@ -311,7 +311,7 @@ class PropagationInferer(Inferer):
                 crops = apply_window(crops, lo, hi)
                 guides.append(crops[:1])
                 queries.append(crops[1:])
-                guide_masks.append(crop_resize(front.mask[None].float(), window, size, mode="nearest"))
+                guide_masks.append(crop_resize(front.mask[None].float(), window, size, mode="nearest-exact"))
                 guide_index.append(torch.full((len(indices),), g, dtype=torch.long))
                 plans.append((front, indices, window))
             guide_batch = torch.cat(guides)[:, None]

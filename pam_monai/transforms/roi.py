@@ -70,7 +70,7 @@ def crop_resize(
         window: the square window.
         out_size: side of the output.
         pad_value: value of the pixels of the window that lie outside the slice.
-        mode: ``"bilinear"`` for images, ``"nearest"`` for masks.
+        mode: ``"bilinear"`` for images, ``"nearest-exact"`` for masks (aligned with the bilinear pixel grid).
 
     Returns:
         ``(N, out_size, out_size)`` float tensor.
@@ -154,7 +154,7 @@ class SquareRoICropd(MapTransform):
         d = dict(data)
         window = square_roi(torch.as_tensor(d[self.mask_key]), self.scale, self.min_size)
         for key in self.key_iterator(d):
-            mode = "nearest" if key in self.nearest_keys else "bilinear"
+            mode = "nearest-exact" if key in self.nearest_keys else "bilinear"
             d[key] = crop_resize(torch.as_tensor(d[key]), window, self.out_size, mode=mode)
         d["roi_window"] = window
         return d
