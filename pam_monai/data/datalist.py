@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["DatalistError", "load_datalist", "validate_datalist"]
+__all__ = ["DatalistError", "label_names", "load_datalist", "validate_datalist"]
 
 _NIFTI_SUFFIXES = (".nii", ".nii.gz")
 
@@ -168,3 +168,25 @@ def load_datalist(
     except Exception as exc:
         raise DatalistError(f"{path}: cannot read the {data_list_key!r} list ({_one_line(exc, 200)}).") from exc
     return validate_datalist(items) if validate else [dict(i) for i in items]
+
+
+def label_names(data_list_file_path: str | os.PathLike[str] | None) -> dict[int, str]:
+    """The ``labels`` map of a Decathlon-style ``dataset.json`` (value -> name); empty when absent."""
+    if data_list_file_path is None or not Path(os.fspath(data_list_file_path)).is_file():
+        return {}
+    try:
+        labels = json.loads(Path(os.fspath(data_list_file_path)).read_text()).get("labels", {})
+    except Exception as exc:
+        raise DatalistError(f"{data_list_file_path}: cannot read the datalist ({_one_line(exc, 200)}).") from exc
+    if isinstance(labels, Mapping):
+        pairs = labels.items()
+    else:
+        pairs = enumerate(labels)
+    out = {}
+    for key, value in pairs:
+        # MSD uses {"1": "liver"}; some lists use {"liver": 1}.
+        if str(key).lstrip("-").isdigit():
+            out[int(key)] = str(value)
+        elif str(value).lstrip("-").isdigit():
+            out[int(value)] = str(key)
+    return out
