@@ -15,7 +15,7 @@ import torch
 from pam_monai.data.synthetic import write_synthetic_datalist
 from pam_monai.networks import NETWORK_CONFIGS, Box2MaskNet, PropMaskNet, build_network_from_checkpoint, read_checkpoint
 
-CONFIG = Path(__file__).resolve().parents[1] / "bundle" / "configs" / "train.json"
+CONFIG = Path(__file__).resolve().parents[2] / "bundle" / "configs" / "train.json"
 TINY = [
     "--network_config",
     "light",
