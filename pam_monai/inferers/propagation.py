@@ -87,6 +87,9 @@ class PropagationInferer(Inferer):
         roi_min_size: smallest RoI side in pixels.
         box3d_seeds: slices a 3D box starts from.
         keep_connected: keep only 3D connected components touching a prompt slice's mask.
+        max_shift_px: how far (pixels) an object's outline may move from one slice to the next; predictions
+            beyond it are dropped, so a weak boundary cannot let the mask leak away. ``None``: automatic,
+            ``max(3, ceil(2 * slice spacing / pixel spacing))``; ``0``: no constraint.
         max_batch: largest number of query slices per forward pass.
         box2mask_inferer: turns box prompts into masks (default :class:`Box2MaskInferer`).
         box2mask_network: the Box2Mask network used when a call does not pass one (bundle configs set it here).
@@ -106,6 +109,7 @@ class PropagationInferer(Inferer):
         roi_min_size: int = 16,
         box3d_seeds: int = 3,
         keep_connected: bool = True,
+        max_shift_px: int | None = None,
         max_batch: int = 64,
         box2mask_inferer: Box2MaskInferer | None = None,
         box2mask_network: Callable[..., Any] | None = None,
@@ -119,6 +123,7 @@ class PropagationInferer(Inferer):
         self.roi_min_size = roi_min_size
         self.box3d_seeds = box3d_seeds
         self.keep_connected = keep_connected
+        self.max_shift_px = max_shift_px
         self.max_batch = max_batch
         self.box2mask_inferer = box2mask_inferer or Box2MaskInferer()
         self.box2mask_network = box2mask_network
@@ -165,7 +170,12 @@ class PropagationInferer(Inferer):
         plane_axes(axis)
         if not bool(torch.isfinite(volume).all()):
             raise ValueError("the image contains NaN or infinite intensities.")
-        depth_spacing = float(_spacing(inputs, spacing)[axis])
+        spacings = _spacing(inputs, spacing)
+        depth_spacing = float(spacings[axis])
+        pixel_spacing = min(float(spacings[a]) for a in range(3) if a != axis)
+        shift_px = self.max_shift_px
+        if shift_px is None:
+            shift_px = max(3, int(np.ceil(2 * depth_spacing / pixel_spacing)))
         z = neighbourhood_size(
             self.thickness_mm if thickness_mm is None else thickness_mm, depth_spacing, self.max_neighbours
         )
@@ -204,7 +214,9 @@ class PropagationInferer(Inferer):
         bar = tqdm(desc="propagating", unit="slice", disable=not self.progress, leave=False)
         while fronts := [f for f in fronts if f.index != f.limit]:
             result.rounds += 1
-            fronts = self._round(vol, network, fronts, windows, z, prob_sum, votes, timer, result, bar)
+            fronts = self._round(
+                vol, network, fronts, windows, z, prob_sum, votes, timer, result, bar, shift_px or None
+            )
         bar.close()
 
         with timer("paste_back"):
@@ -295,6 +307,7 @@ class PropagationInferer(Inferer):
         timer: _Timer,
         result: PropagationResult,
         bar: tqdm,
+        shift_px: int | None = None,
     ) -> list[_Front]:
         """Predict the next ``z`` slices of every front in one batch; return the fronts that go on."""
         size = int(getattr(getattr(network, "module", network), "input_size", 224))
@@ -333,6 +346,8 @@ class PropagationInferer(Inferer):
             for front, indices, window in plans:
                 predicted, probabilities = probabilities[: len(indices)], probabilities[len(indices) :]
                 full = paste_back(predicted, window, height, width)
+                if shift_px is not None:
+                    full = _continuous(full, front.mask, shift_px)
                 areas = (full > 0.5).flatten(1).sum(1)
                 empty = torch.nonzero(areas == 0).flatten()
                 # The object ends at the first empty prediction; anything beyond it is not this object.
@@ -408,6 +423,26 @@ class _Stage:
 
     def __exit__(self, *exc: object) -> None:
         self.seconds[self.stage] += time.perf_counter() - self.start
+
+
+def _continuous(probabilities: torch.Tensor, guide: torch.Tensor, shift_px: int) -> torch.Tensor:
+    """Walk outward from the guide: each slice keeps only what lies within ``shift_px`` of the previous mask.
+
+    Args:
+        probabilities: ``(N, H, W)`` foreground probabilities of consecutive slices, nearest to the guide first.
+        guide: ``(H, W)`` guiding mask.
+        shift_px: largest outline movement between neighbouring slices.
+    """
+    kernel = 2 * shift_px + 1
+    previous = guide.float()
+    out = torch.zeros_like(probabilities)
+    for i in range(len(probabilities)):
+        reach = torch.nn.functional.max_pool2d(previous[None, None], kernel, stride=1, padding=shift_px)[0, 0]
+        out[i] = probabilities[i] * reach
+        previous = (out[i] > 0.5).float()
+        if not bool(previous.any()):
+            break
+    return out
 
 
 def _forward(
