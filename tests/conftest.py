@@ -66,3 +66,40 @@ def oracle_propmask() -> OraclePropMask:
 @pytest.fixture
 def oracle_box2mask() -> OracleBox2Mask:
     return OracleBox2Mask()
+
+
+def write_dicom_series(
+    volume: np.ndarray, folder, spacing=(0.8, 0.9, 2.5), origin=(-20.0, -30.0, 5.0)  # noqa: ANN001
+) -> list[str]:
+    """Write ``volume`` (i, j, k) as an axial CT series, one file per k; returns the SOP instance UIDs in k order."""
+    from pathlib import Path
+
+    from pydicom.dataset import FileDataset, FileMetaDataset
+    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    series, study, frame = generate_uid(), generate_uid(), generate_uid()
+    uids = []
+    for k in range(volume.shape[2]):
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID = CTImageStorage
+        meta.MediaStorageSOPInstanceUID = generate_uid()
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds = FileDataset(str(folder / f"{k:03d}.dcm"), {}, file_meta=meta, preamble=b"\0" * 128)
+        ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, meta.MediaStorageSOPInstanceUID
+        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study, series, frame
+        ds.Modality, ds.PatientName, ds.PatientID, ds.InstanceNumber = "CT", "Test^Volume", "PAM-1", k + 1
+        ds.ImagePositionPatient = [origin[0], origin[1], origin[2] + spacing[2] * k]
+        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+        ds.PixelSpacing = [spacing[1], spacing[0]]  # row spacing (along j), column spacing (along i)
+        ds.SliceThickness = spacing[2]
+        plane = volume[:, :, k].T  # DICOM rows run along j, columns along i
+        ds.Rows, ds.Columns = plane.shape
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+        ds.RescaleSlope, ds.RescaleIntercept = 1, -1024
+        ds.PixelData = (np.round(plane) + 1024).astype(np.int16).tobytes()
+        ds.save_as(ds.filename, write_like_original=False)
+        uids.append(str(ds.SOPInstanceUID))
+    return uids

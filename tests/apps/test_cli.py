@@ -220,3 +220,23 @@ def test_convert_checkpoint_command(files: dict[str, Path], tmp_path: Path) -> N
     assert main(["convert-checkpoint", str(files["box2mask"]), "-o", str(out), "--kind", "box2mask"]) == 0
     state = torch.load(out, weights_only=True)
     assert "decoder.seg_layers.0.bias" in state
+
+
+def test_dicom_series_folder_is_read_through_monai(files: dict[str, Path], tmp_path: Path) -> None:
+    pytest.importorskip("pydicom")
+    from conftest import write_dicom_series
+
+    from pam_monai.data.io import load_image
+
+    truth = ellipsoid((48, 40, 20), (24, 20, 10), (10, 8, 6))
+    write_dicom_series(object_volume(truth), tmp_path / "series")
+    out = tmp_path / "dicom_seg.nii.gz"
+    code = main(["segment", str(tmp_path / "series"), "--box", "14,12,34,28", "--slice", "10", "-o", str(out),
+                 *_weights(files)])  # fmt: skip
+    assert code == 0
+    written = nib.load(out)
+    image = load_image(tmp_path / "series")
+    assert written.shape == tuple(image.shape) == (48, 40, 20)
+    assert np.allclose(written.affine, np.asarray(image.affine), atol=1e-4)
+    assert np.allclose(np.abs(np.diag(written.affine))[:3], (0.8, 0.9, 2.5), atol=1e-4)
+    assert np.asarray(written.dataobj)[:, :, 10].sum() > 0
