@@ -541,6 +541,9 @@ class TaskThroughputLogger:
 
     def _iteration_completed(self, engine: Any) -> None:
         batch = engine.state.batch
+        if isinstance(batch, Sequence) and not isinstance(batch, (str, torch.Tensor)):
+            self.tasks += len(batch)  # decollated: one dict per task
+            return
         value = batch.get(self.batch_key) if isinstance(batch, Mapping) else None
         self.tasks += int(value.shape[0]) if isinstance(value, torch.Tensor) else 1
 

@@ -217,3 +217,20 @@ def test_training_checkpoint_saves_and_resumes(tmp_path) -> None:
     trainer, _, off = _tiny_trainer(1, lambda objects: TrainingCheckpoint(tmp_path, objects, resume="false"))
     trainer.run()
     assert trainer.state.iteration == 3 and off.restored_from is None
+
+
+@pytest.mark.parametrize("decollated", [False, True])
+def test_throughput_logger_counts_tasks_not_batches(decollated: bool) -> None:
+    from types import SimpleNamespace
+
+    from pam_monai.engines import TaskThroughputLogger
+
+    logger = TaskThroughputLogger("guide_image")
+    engine = SimpleNamespace(state=SimpleNamespace(epoch=1), logger=SimpleNamespace(info=lambda message: None))
+    logger._epoch_started(engine)
+    for _ in range(3):
+        batch = {"guide_image": torch.zeros(8, 1, 4, 4)}
+        engine.state.batch = [{"guide_image": torch.zeros(1, 4, 4)}] * 8 if decollated else batch
+        logger._iteration_completed(engine)
+    logger._epoch_completed(engine)
+    assert logger.tasks == 24 and logger.history[0] > 0
