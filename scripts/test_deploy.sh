@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Build .venv-deploy (scripts/setup_deploy.sh) and run the MONAI Deploy application's tests in it: a generated CT
+# series (oblique, unequal pixel spacing, shuffled files) through the app in-process on CPU, the DICOM SEG read back
+# with highdicom (frame -> source instance, geometry), the NIfTI, STL and report, NIfTI input, and bad input.
+# Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup_deploy.sh
+VENV=${PAM_DEPLOY_VENV:-.venv-deploy}
+# Holoscan asks for a 32 MiB stack; raise the soft limit where the hard limit allows it.
+ulimit -s 32768 2>/dev/null || true
+OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} "$VENV/bin/python" -m pytest -q -p no:cacheprovider tests/deploy "$@"
