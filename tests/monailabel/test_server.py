@@ -282,6 +282,8 @@ def _write_studies(folder: Path) -> dict[str, dict[str, Any]]:
     for seed, (name, (shape, centre, radii, affine)) in enumerate(CASES.items()):
         truth = ellipsoid(shape, centre, radii)
         image = object_volume(truth, seed=seed)
+        # Real objects have texture; a perfectly flat one is outside what the default Box2Mask has seen.
+        image[truth] += np.random.default_rng(100 + seed).normal(0, 4, int(truth.sum())).astype(np.float32)
         nib.save(nib.Nifti1Image(image, affine), folder / f"{name}.nii.gz")
         cases[name] = {"image": image, "truth": truth, "affine": affine, "centre": centre, "radii": radii}
     return cases
