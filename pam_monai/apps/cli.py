@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -16,6 +17,14 @@ __all__ = ["main"]
 
 class UsageError(ValueError):
     """A command-line argument that cannot be used."""
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return max(len(os.sched_getaffinity(0)), 1)
+    except (AttributeError, OSError):
+        return max(os.cpu_count() or 1, 1)
 
 
 def _ints(text: str, count: int, name: str) -> tuple[int, ...]:
@@ -50,6 +59,7 @@ def _parser() -> argparse.ArgumentParser:
     segment.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     segment.add_argument("--thickness-mm", type=float, default=20.0, help="neighbourhood per round (default 20)")
     segment.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    _threads_option(segment)
 
     convert = commands.add_parser("convert-checkpoint", help="convert the authors' PAM weights to pam-monai's")
     convert.add_argument("source", help="the authors' .pth file (raw state dict or with model_state_dict)")
@@ -71,7 +81,17 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--checkpoint", help="PropMask weights (default: the bundle's)")
         sub.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
         sub.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+        _threads_option(sub)
     return parser
+
+
+def _threads_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help=f"CPU threads for the networks (default: the cores available, here {available_cores()})",
+    )
 
 
 def _segment(args: argparse.Namespace) -> dict:
@@ -205,11 +225,20 @@ _COMMANDS = {"propagate-2d": _propagate_2d, "propagate-large": _propagate_large}
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (0 ok, 1 failed, 2 bad usage or input)."""
     args = _parser().parse_args(argv)
+    import torch
+
     from pam_monai.data.io import ImageReadError
     from pam_monai.networks.checkpoint import CheckpointError
     from pam_monai.transforms.prompt import PromptError
 
+    threads_before = torch.get_num_threads()
     try:
+        threads = getattr(args, "threads", None)
+        if threads is not None and threads < 1:
+            raise UsageError(f"--threads must be at least 1, got {threads}.")
+        if hasattr(args, "threads"):
+            # One intra-op thread per available core: torch's own default may count cores this process cannot use.
+            torch.set_num_threads(threads or available_cores())
         if args.command in _COMMANDS:
             summary = _COMMANDS[args.command](args)
         else:
@@ -220,6 +249,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RuntimeError as error:
         print(f"pam-monai: error: {' '.join(str(error).split())}", file=sys.stderr)
         return 1
+    finally:
+        torch.set_num_threads(threads_before)  # main() may run inside a larger program
     if args.command in _COMMANDS:
         print(summary["message"])
     elif args.command == "segment":

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from monai.data import MetaTensor
 from monai.data.utils import affine_to_spacing
 from monai.inferers import Inferer
@@ -34,7 +35,7 @@ from pam_monai.transforms.prompt import (
     plane_axes,
     validate_box,
 )
-from pam_monai.transforms.roi import crop_resize, paste_back, square_roi
+from pam_monai.transforms.roi import RoIWindow, crop_resize, square_roi
 
 __all__ = ["PropagationInferer", "PropagationResult", "neighbourhood_size"]
 
@@ -94,6 +95,11 @@ class PropagationInferer(Inferer):
         box2mask_inferer: turns box prompts into masks (default :class:`Box2MaskInferer`).
         box2mask_network: the Box2Mask network used when a call does not pass one (bundle configs set it here).
         progress: show a tqdm bar on stderr.
+        amp: run the networks under ``torch.autocast`` (bfloat16; float16 on a GPU without bfloat16). Faster on
+            GPUs with tensor cores; the masks may differ from float32 at a few boundary pixels. Off by default.
+        compile: run PropMask's forward through ``torch.compile`` (dynamic shapes; on CUDA with CUDA graphs,
+            ``mode="reduce-overhead"``). Pays a compilation on the first call; useful for a GPU serving many
+            prompts. Off by default (on the CPU the eager forward is already dominated by convolutions).
 
     ``inferer(inputs, network, box2mask_network=None, mask_prompt=..., box=..., slice_index=..., box3d=...,
     axis=2, spacing=None)`` with ``inputs`` ``(1, X, Y, Z)`` or ``(X, Y, Z)`` returns a ``(1, X, Y, Z)`` label
@@ -114,6 +120,8 @@ class PropagationInferer(Inferer):
         box2mask_inferer: Box2MaskInferer | None = None,
         box2mask_network: Callable[..., Any] | None = None,
         progress: bool = False,
+        amp: bool = False,
+        compile: bool = False,
     ) -> None:
         super().__init__()
         self.thickness_mm = thickness_mm
@@ -128,6 +136,9 @@ class PropagationInferer(Inferer):
         self.box2mask_inferer = box2mask_inferer or Box2MaskInferer()
         self.box2mask_network = box2mask_network
         self.progress = progress
+        self.amp = bool(amp)
+        self.compile = bool(compile)
+        self._compiled: tuple[Any, Callable[..., Any]] | None = None
 
     def __call__(  # type: ignore[override]
         self, inputs: torch.Tensor, network: Callable[..., Any], *args: Any, **kwargs: Any
@@ -168,7 +179,7 @@ class PropagationInferer(Inferer):
         box2mask_network = box2mask_network if box2mask_network is not None else self.box2mask_network
         volume = _volume_3d(inputs)
         plane_axes(axis)
-        if not bool(torch.isfinite(volume).all()):
+        if not _all_finite(volume):
             raise ValueError("the image contains NaN or infinite intensities.")
         spacings = _spacing(inputs, spacing)
         depth_spacing = float(spacings[axis])
@@ -180,7 +191,9 @@ class PropagationInferer(Inferer):
             self.thickness_mm if thickness_mm is None else thickness_mm, depth_spacing, self.max_neighbours
         )
         device = _device(network)
-        vol = volume.to(device=device, dtype=torch.float32).movedim(axis, 0).contiguous()
+        # A view when the image is already float32 on the device (it is only read): no copy of the volume. Slices are
+        # cut from it as (RoI) crops, so a strided layout costs nothing.
+        vol = volume.to(device=device, dtype=torch.float32).movedim(axis, 0)
         seeds, limits = self._seeds(
             vol, axis, volume.shape, mask_prompt, box, slice_index, box3d, label, box2mask_network, timer
         )
@@ -198,12 +211,15 @@ class PropagationInferer(Inferer):
                     guided_window(torch.stack([vol[s.slice_index] for s in own]), torch.stack([s.mask for s in own]))
                 )
 
-        prob_sum = torch.zeros((len(labels), *vol.shape), dtype=torch.float32, device=device)
+        prob_sum = _zeros((len(labels), *vol.shape), torch.float32, device)
         votes = torch.zeros((len(labels), vol.shape[0]), dtype=torch.float32, device=device)
+        # In-plane rows / columns that may hold a nonzero vote: everything outside stays 0 to the end.
+        touched = _Region()
         fronts = []
         for seed in seeds:
             o = obj_of[seed.label]
             prob_sum[o, seed.slice_index] += seed.mask.float()
+            touched.add_mask(seed.mask)
             votes[o, seed.slice_index] += 1
             lower, upper = self._front_limits(seed, seeds, limits[seed.label])
             fronts += [
@@ -215,12 +231,12 @@ class PropagationInferer(Inferer):
         while fronts := [f for f in fronts if f.index != f.limit]:
             result.rounds += 1
             fronts = self._round(
-                vol, network, fronts, windows, z, prob_sum, votes, timer, result, bar, shift_px or None
+                vol, network, fronts, windows, z, prob_sum, votes, timer, result, bar, shift_px or None, touched
             )
         bar.close()
 
         with timer("paste_back"):
-            result.labels = self._finalise(prob_sum, votes, seeds, obj_of, labels, limits, axis).cpu()
+            result.labels = self._finalise(prob_sum, votes, seeds, obj_of, labels, limits, axis, touched).cpu()
         return result
 
     def _seeds(
@@ -276,7 +292,8 @@ class PropagationInferer(Inferer):
         seeds = []
         with timer("box2mask"):
             for b in boxes:
-                mask = self.box2mask_inferer(vol[b.slice_index], box2mask_network, box=b.box)
+                with self._autocast(vol.device):
+                    mask = self.box2mask_inferer(vol[b.slice_index], box2mask_network, box=b.box)
                 seeds.append(MaskPrompt(b.slice_index, mask.to(vol.device), b.label))
         return seeds, limits
 
@@ -308,8 +325,13 @@ class PropagationInferer(Inferer):
         result: PropagationResult,
         bar: tqdm,
         shift_px: int | None = None,
+        touched: _Region | None = None,
     ) -> list[_Front]:
-        """Predict the next ``z`` slices of every front in one batch; return the fronts that go on."""
+        """Predict the next ``z`` slices of every front in one batch; return the fronts that go on.
+
+        Predictions are only ever nonzero inside their RoI window, so paste-back, the continuity constraint and
+        the vote update work on the window's part of the slice (identical results, no full-slice arrays).
+        """
         size = int(getattr(getattr(network, "module", network), "input_size", 224))
         height, width = vol.shape[1:]
         with timer("normalise"):
@@ -320,7 +342,15 @@ class PropagationInferer(Inferer):
                 indices = torch.arange(front.index + front.step, stop + front.step, front.step)
                 window = square_roi(front.mask, self.roi_scale, self.roi_min_size)
                 lo, hi = windows[front.obj]
-                crops = crop_resize(vol[torch.cat((torch.tensor([front.index]), indices))], window, size, pad_value=lo)
+                # Gather only the window's part of the slices (the same crop as from whole slices).
+                rows, cols, _, _ = window.clipped(height, width)
+                inside = RoIWindow(window.top - rows.start, window.left - cols.start, window.size)
+                crops = crop_resize(
+                    vol[:, rows, cols][torch.cat((torch.tensor([front.index]), indices)).to(vol.device)],
+                    inside,
+                    size,
+                    pad_value=lo,
+                )
                 crops = apply_window(crops, lo, hi)
                 guides.append(crops[:1])
                 queries.append(crops[1:])
@@ -332,12 +362,13 @@ class PropagationInferer(Inferer):
             query_batch = torch.cat(queries)[:, None]
             index_batch = torch.cat(guide_index).to(vol.device)
         with timer("propagation"):
-            probabilities = torch.cat(
-                [
-                    foreground_probability(_forward(network, guide_batch, mask_batch, q, i), size)
-                    for q, i in zip(torch.split(query_batch, self.max_batch), torch.split(index_batch, self.max_batch))
-                ]
-            )
+            forward = self._compiled_forward(network)
+            chunks = []
+            for q, i in zip(torch.split(query_batch, self.max_batch), torch.split(index_batch, self.max_batch)):
+                with self._autocast(vol.device):
+                    heads = _forward(network, guide_batch, mask_batch, q, i, forward)
+                chunks.append(foreground_probability(heads, size))  # in float32 whatever the forward's precision
+            probabilities = torch.cat(chunks)
         result.slices_predicted += len(probabilities)
         bar.update(len(probabilities))
 
@@ -345,22 +376,45 @@ class PropagationInferer(Inferer):
         with timer("paste_back"):
             for front, indices, window in plans:
                 predicted, probabilities = probabilities[: len(indices)], probabilities[len(indices) :]
-                full = paste_back(predicted, window, height, width)
+                part, rows, cols = _paste_region(predicted, window, height, width)
+                if touched is not None:
+                    touched.add(rows, cols)
                 if shift_px is not None:
-                    full = _continuous(full, front.mask, shift_px)
-                areas = (full > 0.5).flatten(1).sum(1)
+                    # The guide lies inside its own window, so the constraint needs only the window's part.
+                    part = _continuous(part, front.mask[rows, cols], shift_px)
+                areas = (part > 0.5).flatten(1).sum(1)
                 empty = torch.nonzero(areas == 0).flatten()
                 # The object ends at the first empty prediction; anything beyond it is not this object.
                 keep = int(empty[0]) + 1 if len(empty) else len(indices)
-                kept = indices[:keep].to(vol.device)
-                prob_sum[front.obj, kept] += full[:keep]
-                votes[front.obj, kept] += 1
+                # The kept slices are consecutive: one slice of the volume, in ascending order.
+                first_kept, last_kept = sorted((int(indices[0]), int(indices[keep - 1])))
+                block = part[:keep] if front.step > 0 else part[:keep].flip(0)
+                prob_sum[front.obj, first_kept : last_kept + 1, rows, cols] += block
+                votes[front.obj, first_kept : last_kept + 1] += 1
                 if len(empty) or int(areas[keep - 1]) < self.min_guide_area:
                     continue
                 last = int(indices[keep - 1])
                 mask = prob_sum[front.obj, last] / votes[front.obj, last] > 0.5
                 next_fronts.append(_Front(front.obj, last, mask, front.step, front.limit))
         return next_fronts
+
+    def _autocast(self, device: torch.device) -> torch.autocast:
+        """Mixed precision for the network forwards when ``amp`` is on (a disabled context otherwise)."""
+        device_type = torch.device(device).type
+        dtype = torch.bfloat16
+        if device_type == "cuda" and not torch.cuda.is_bf16_supported():
+            dtype = torch.float16
+        return torch.autocast(device_type=device_type, dtype=dtype, enabled=self.amp)
+
+    def _compiled_forward(self, network: Callable[..., Any]) -> Callable[..., Any] | None:
+        """``torch.compile`` of the network's ``forward_indexed`` (kept for the next calls), or ``None``."""
+        module = getattr(network, "module", network)
+        if not self.compile or not hasattr(module, "forward_indexed"):
+            return None
+        if self._compiled is None or self._compiled[0] is not module:
+            mode = "reduce-overhead" if _device(network).type == "cuda" else None
+            self._compiled = (module, torch.compile(module.forward_indexed, dynamic=True, mode=mode))
+        return self._compiled[1]
 
     def _finalise(
         self,
@@ -371,39 +425,94 @@ class PropagationInferer(Inferer):
         labels: list[int],
         limits: dict[int, tuple[int, int, tuple[int, ...] | None]],
         axis: int,
+        touched: _Region | None = None,
     ) -> torch.Tensor:
-        mean = prob_sum / votes.clamp(min=1)[:, :, None, None]
+        """Average the votes, threshold, keep the components touching the prompts; ``(D, H, W)`` -> input axes.
+
+        Only the block of slices with votes and of the ``touched`` rows / columns can be nonzero: the work is done
+        on that block and the rest of the output is 0 (the same result as on the whole volume).
+        """
+        depth, height, width = prob_sum.shape[1:]
+        out = _zeros((depth, height, width), torch.int16, prob_sum.device)
+        voted = torch.nonzero(votes.amax(dim=0) > 0).flatten()
+        if len(voted) == 0:
+            return out.movedim(0, axis)
+        d0, d1 = int(voted[0]), int(voted[-1]) + 1
+        r0, r1, c0, c1 = touched.bounds(height, width) if touched is not None else (0, height, 0, width)
+        mean = prob_sum[:, d0:d1, r0:r1, c0:c1] / votes[:, d0:d1].clamp(min=1)[:, :, None, None]
         for lab, (first, last, box) in limits.items():
             o = obj_of[lab]
-            mean[o, :first] = 0
-            mean[o, last + 1 :] = 0
+            mean[o, : max(first - d0, 0)] = 0
+            mean[o, max(last + 1 - d0, 0) :] = 0
             if box is not None:
-                r0, c0, r1, c1 = box
+                br0, bc0, br1, bc1 = box
                 inside = torch.zeros_like(mean[o, 0], dtype=torch.bool)
-                inside[r0 : r1 + 1, c0 : c1 + 1] = True
+                inside[max(br0 - r0, 0) : max(br1 + 1 - r0, 0), max(bc0 - c0, 0) : max(bc1 + 1 - c0, 0)] = True
                 mean[o] *= inside
-        best, which = mean.max(dim=0)
+        if len(labels) == 1:
+            best, which = mean[0], None
+        else:
+            best, which = mean.max(dim=0)
         label_values = torch.tensor(labels, dtype=torch.int16, device=mean.device)
-        out = torch.where(best > 0.5, label_values[which], torch.zeros_like(which, dtype=torch.int16))
+        values = label_values[which] if which is not None else label_values[0]
+        block = torch.where(best > 0.5, values, torch.zeros_like(best, dtype=torch.int16))
         if self.keep_connected:
-            out = self._keep_connected(out, seeds)
+            block = self._keep_connected(block, seeds, (d0, r0, c0))
+        out[d0:d1, r0:r1, c0:c1] = block
         return out.movedim(0, axis)
 
     @staticmethod
-    def _keep_connected(out: torch.Tensor, seeds: list[MaskPrompt]) -> torch.Tensor:
-        """Per label, drop 3D components that do not touch that label's prompt masks."""
+    def _keep_connected(
+        out: torch.Tensor, seeds: list[MaskPrompt], origin: tuple[int, int, int] = (0, 0, 0)
+    ) -> torch.Tensor:
+        """Per label, drop 3D components that do not touch that label's prompt masks.
+
+        ``out`` may be a block of the volume starting at ``origin`` (slice, row, column) that holds every nonzero
+        voxel: components are the same as in the whole volume.
+        """
         array = out.cpu().numpy()
         cleaned = np.zeros_like(array)
+        d0, r0, c0 = origin
+        rows, cols = slice(r0, r0 + array.shape[1]), slice(c0, c0 + array.shape[2])
         for lab in sorted({s.label for s in seeds}):
             components, count = ndimage.label(array == lab)
             if count == 0:
                 continue
             touching = set()
             for s in (s for s in seeds if s.label == lab):
-                touching.update(np.unique(components[s.slice_index][s.mask.cpu().numpy()]).tolist())
+                k = s.slice_index - d0
+                if not 0 <= k < len(array):
+                    continue
+                touching.update(np.unique(components[k][s.mask[rows, cols].cpu().numpy()]).tolist())
             touching.discard(0)
             cleaned[np.isin(components, sorted(touching))] = lab
         return torch.from_numpy(cleaned).to(out.device)
+
+
+class _Region:
+    """Running union of in-plane ``[r0, r1) x [c0, c1)`` rectangles."""
+
+    def __init__(self) -> None:
+        self.r0 = self.c0 = None
+        self.r1 = self.c1 = None
+
+    def add(self, rows: slice, cols: slice) -> None:
+        if self.r0 is None:
+            self.r0, self.r1, self.c0, self.c1 = rows.start, rows.stop, cols.start, cols.stop
+        else:
+            self.r0, self.r1 = min(self.r0, rows.start), max(self.r1, rows.stop)
+            self.c0, self.c1 = min(self.c0, cols.start), max(self.c1, cols.stop)
+
+    def add_mask(self, mask: torch.Tensor) -> None:
+        rows = torch.nonzero(mask.any(dim=1)).flatten()
+        cols = torch.nonzero(mask.any(dim=0)).flatten()
+        if len(rows):
+            self.add(slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1))
+
+    def bounds(self, height: int, width: int) -> tuple[int, int, int, int]:
+        if self.r0 is None:
+            return 0, 1, 0, 1
+        return self.r0, self.r1, self.c0, self.c1
 
 
 class _Timer:
@@ -423,6 +532,36 @@ class _Stage:
 
     def __exit__(self, *exc: object) -> None:
         self.seconds[self.stage] += time.perf_counter() - self.start
+
+
+def _all_finite(volume: torch.Tensor) -> bool:
+    """No NaN or infinity; a finite sum proves it in one cheap reduction (exact check only if the sum is not)."""
+    if not volume.is_floating_point():
+        return True
+    return bool(torch.isfinite(volume.sum())) or bool(torch.isfinite(volume).all())
+
+
+def _zeros(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """Zeros; on the CPU from ``calloc`` (numpy), so the pages of a large, mostly untouched volume cost no time
+    or resident memory until written."""
+    if torch.device(device).type == "cpu":
+        return torch.from_numpy(np.zeros(shape, dtype=torch.empty((), dtype=dtype).numpy().dtype))
+    return torch.zeros(shape, dtype=dtype, device=device)
+
+
+def _paste_region(
+    prediction: torch.Tensor, window: RoIWindow, height: int, width: int
+) -> tuple[torch.Tensor, slice, slice]:
+    """The part of :func:`~pam_monai.transforms.roi.paste_back` that can be nonzero: ``(values, rows, cols)``.
+
+    ``paste_back(prediction, window, height, width)[:, rows, cols]`` equals ``values``; elsewhere it is 0.
+    """
+    rows, cols, win_rows, win_cols = window.clipped(height, width)
+    if prediction.shape[-1] != window.size:
+        prediction = F.interpolate(
+            prediction[:, None].float(), size=(window.size, window.size), mode="bilinear", align_corners=False
+        )[:, 0]
+    return prediction[:, win_rows, win_cols].float(), rows, cols
 
 
 def _continuous(probabilities: torch.Tensor, guide: torch.Tensor, shift_px: int) -> torch.Tensor:
@@ -446,8 +585,15 @@ def _continuous(probabilities: torch.Tensor, guide: torch.Tensor, shift_px: int)
 
 
 def _forward(
-    network: Callable[..., Any], guides: torch.Tensor, masks: torch.Tensor, queries: torch.Tensor, index: torch.Tensor
+    network: Callable[..., Any],
+    guides: torch.Tensor,
+    masks: torch.Tensor,
+    queries: torch.Tensor,
+    index: torch.Tensor,
+    forward_indexed: Callable[..., Any] | None = None,
 ) -> list[torch.Tensor]:
+    if forward_indexed is not None:
+        return forward_indexed(guides, masks, queries, index)
     module = getattr(network, "module", network)
     if hasattr(module, "forward_indexed"):
         return module.forward_indexed(guides, masks, queries, index)

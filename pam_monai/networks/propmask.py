@@ -46,7 +46,9 @@ class GuidedCrossAttention(nn.Module):
         # Keys and values are projected once per guiding slice, then shared by all its query slices.
         k = self.key_proj(guide_image.flatten(2).transpose(1, 2))[guide_index]
         v = self.value_proj(guide_mask.flatten(2).transpose(1, 2))[guide_index]
-        out = F.scaled_dot_product_attention(q, k, v)
+        # A heads axis of 1 (4D inputs) selects PyTorch's fused attention kernel; 3D inputs fall back to the unfused
+        # path that materialises every (hw x hw) attention matrix: the same values, several times slower.
+        out = F.scaled_dot_product_attention(q[:, None], k[:, None], v[:, None])[:, 0]
         return self.out_proj(out).transpose(1, 2).reshape(n, c, h, w)
 
 

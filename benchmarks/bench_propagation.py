@@ -1,0 +1,175 @@
+"""Per-object latency of PAM (box prompt -> 3D mask), split by stage, for the "paper" and "light" networks.
+
+What is measured, per configuration and object span (20, 50, 100, 200 slices by default):
+
+* the object: a bright winding tube (:func:`_common.tube_volume`) spanning ``span`` slices of a
+  512 x 512 x (span + 40) int16 volume, spacing 0.8 x 0.8 x 1.0 mm, written as ``.nii.gz`` to a temporary folder;
+* the prompt: the tube's bounding box (+ 5 px) on its middle slice, so Box2Mask runs as for a user's box;
+* the stages: ``read`` (:func:`pam_monai.data.io.load_image`), ``box2mask``, ``normalise``, ``propagation``
+  (network forwards of all rounds), ``paste_back`` (paste-back, votes, connected components) as timed by
+  :class:`~pam_monai.inferers.PropagationInferer`, and ``write`` (:func:`pam_monai.data.io.save_label_image`);
+  ``total`` is the wall time of all of them, one warm-up run first, the median of ``--repeat`` runs reported;
+* peak memory: the process's peak resident memory above its RSS before the run (Linux ``VmHWM``, reset through
+  ``/proc/self/clear_refs``; unlike ``tracemalloc`` it sees torch's allocations);
+* GFLOPs: of every PropMask and Box2Mask forward of the run, counted with ``torch.utils.flop_counter``
+  (multiply and add counted separately).
+
+**Random weights, oracle masks.** No trained weights are needed: the networks have random weights, and each is
+wrapped in an *oracle* (:class:`_common.OraclePropMask`, :class:`_common.OracleBox2Mask`) that runs the REAL
+forward pass on the real inputs — so its time and FLOPs are paid — then discards the output and returns the true
+mask of the query slices (the tube is bright, so thresholding the normalised input gives it, as the test suite's
+``OraclePropMask`` does). Propagation therefore runs the rounds and predicts the slices a network that segments
+the object correctly would: random weights alone stop at a random slice or run to the volume edge. The ``dice``
+column checks that the run covered the object.
+
+Usage::
+
+    python benchmarks/bench_propagation.py --configs light paper --spans 20 50 100 200 --threads 2 --repeat 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import (  # noqa: E402
+    FlopMeter,
+    OracleBox2Mask,
+    OraclePropMask,
+    PeakRSS,
+    Stopwatch,
+    bounding_box,
+    dice,
+    machine_line,
+    markdown_table,
+    set_threads,
+    tube_volume,
+    write_nifti,
+)
+
+from pam_monai.data.io import load_image, save_label_image  # noqa: E402
+from pam_monai.inferers import PropagationInferer  # noqa: E402
+from pam_monai.networks import build_box2mask, build_propmask  # noqa: E402
+
+STAGES = ("read", "box2mask", "normalise", "propagation", "paste_back", "write")
+
+
+def run_once(
+    image_path: Path,
+    out_path: Path,
+    propmask: torch.nn.Module,
+    box2mask: torch.nn.Module,
+    box: tuple[int, int, int, int],
+    slice_index: int,
+    inferer: PropagationInferer,
+) -> dict:
+    seconds: dict[str, float] = {}
+    with PeakRSS() as memory, Stopwatch() as total:
+        with Stopwatch() as read:
+            image = load_image(image_path)
+        seconds["read"] = read.seconds
+        result = inferer.propagate(image, propmask, box2mask, box=box, slice_index=slice_index, axis=2)
+        with Stopwatch() as write:
+            save_label_image(result.labels, np.asarray(image.affine), out_path)
+        seconds["write"] = write.seconds
+    seconds.update(result.seconds)
+    seconds["total"] = total.seconds
+    return {
+        "seconds": seconds,
+        "rounds": result.rounds,
+        "slices_predicted": result.slices_predicted,
+        "peak_mb": memory.megabytes,
+        "labels": result.labels.numpy() > 0,
+    }
+
+
+def bench(config: str, span: int, repeat: int, folder: Path, inferer: PropagationInferer) -> dict:
+    torch.manual_seed(0)
+    meter = FlopMeter()
+    propmask = OraclePropMask(build_propmask(config).eval(), meter).eval()
+    box2mask = OracleBox2Mask(build_box2mask(config).eval(), meter).eval()
+    image, truth, middle = tube_volume(span)
+    image_path = write_nifti(image, folder / f"tube_{span}.nii.gz")
+    (r0, r1), (c0, c1), _ = bounding_box(truth[:, :, middle : middle + 1])
+    box = (max(r0 - 5, 0), max(c0 - 5, 0), min(r1 + 5, image.shape[0] - 1), min(c1 + 5, image.shape[1] - 1))
+    out_path = folder / f"seg_{config}_{span}.nii.gz"
+
+    run_once(image_path, out_path, propmask, box2mask, box, middle, inferer)  # warm-up (and FLOP coefficients)
+    runs = []
+    for _ in range(repeat):
+        meter.reset()
+        runs.append(run_once(image_path, out_path, propmask, box2mask, box, middle, inferer))
+        runs[-1]["gflops"] = meter.total / 1e9
+        runs[-1]["gflops_box2mask"] = meter.flops["box2mask"] / 1e9
+    median = statistics.median_low([r["seconds"]["total"] for r in runs])
+    chosen = next(r for r in runs if r["seconds"]["total"] == median)
+    chosen["dice"] = dice(chosen.pop("labels"), truth)
+    chosen["peak_mb"] = max(r["peak_mb"] for r in runs)
+    chosen["depth"] = image.shape[2]
+    chosen["totals"] = [r["seconds"]["total"] for r in runs]
+    return chosen
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--configs", nargs="+", default=["light", "paper"], choices=["light", "paper"])
+    parser.add_argument("--spans", nargs="+", type=int, default=[20, 50, 100, 200])
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    parser.add_argument("--repeat", type=int, default=3, help="timed runs per case (median reported)")
+    parser.add_argument("--wait-quiet", type=float, default=0.0, help="wait up to N s for other processes to idle")
+    args = parser.parse_args(argv)
+    threads = set_threads(args.threads, args.wait_quiet)
+    inferer = PropagationInferer()
+    rows, results = [], []
+    with tempfile.TemporaryDirectory(prefix="pam_bench_") as tmp:
+        for config in args.configs:
+            for span in args.spans:
+                r = bench(config, span, args.repeat, Path(tmp), inferer)
+                r.update(config=config, span=span)
+                results.append(r)
+                s = r["seconds"]
+                rows.append(
+                    [
+                        config,
+                        span,
+                        f"512x512x{r['depth']}",
+                        r["rounds"],
+                        r["slices_predicted"],
+                        *(f"{s.get(k, 0.0):.3f}" for k in STAGES),
+                        f"**{s['total']:.2f}**",
+                        f"{s['total'] / span * 1000:.0f}",
+                        f"{r['peak_mb']:.0f}",
+                        f"{r['gflops']:.0f}",
+                        f"{r['dice']:.3f}",
+                    ]
+                )
+                print(f"# {config} span {span}: totals {' '.join(f'{t:.2f}' for t in r['totals'])}", file=sys.stderr)
+    headers = [
+        "config",
+        "span",
+        "volume",
+        "rounds",
+        "slices predicted",
+        *(f"{k} s" for k in STAGES),
+        "total s",
+        "ms/slice",
+        "peak RSS MB",
+        "GFLOPs",
+        "dice",
+    ]
+    print(f"PAM per-object latency (box prompt; random weights + oracle masks; median of {args.repeat})")
+    print(f"machine: {machine_line(threads)}\n")
+    print(markdown_table(headers, rows))
+    return results
+
+
+if __name__ == "__main__":
+    main()
