@@ -61,7 +61,6 @@ def test_mlflow_tracking_on_sqlite_records_params_loss_metrics_and_config(datase
         "--bundle_root", str(tmp_path / "bundle"), "--dataset_dir", str(dataset), "--num_epochs", "1", *TINY,
         "--ckpt_dir", str(tmp_path / "ckpt"), "--export_path", str(tmp_path / "model.pt"),
         "--tracking", "mlflow", "--tracking_uri", uri, "--experiment_name", "pam_test",
-        "--output_dir", str(tmp_path / "out"),
     ]  # fmt: skip
     _check(subprocess.run(command, capture_output=True, text=True, timeout=300, env=ENV, cwd=tmp_path))
     client = mlflow.tracking.MlflowClient(uri)
@@ -69,7 +68,9 @@ def test_mlflow_tracking_on_sqlite_records_params_loss_metrics_and_config(datase
     assert {"train_loss", "val_mean_dice"} <= set(run.data.metrics)
     assert len(client.get_metric_history(run.info.run_id, "train_loss")) == 4  # 2 volumes x 4 tasks / batch 2
     assert {"max_epochs", "epoch_length"} <= set(run.data.params)
-    assert list((tmp_path / "out").glob("config_*.json")), "the executed config is written for MLflow"
+    # The executed config is written under output_dir (<bundle_root>/eval) and logged to the run as an artifact.
+    assert list((tmp_path / "bundle" / "eval").glob("config_*.json"))
+    assert [a.path for a in client.list_artifacts(run.info.run_id) if a.path.startswith("config_")]
 
 
 def test_evaluation_section_scores_every_object(dataset: Path, tmp_path: Path) -> None:
