@@ -11,7 +11,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from conftest import ellipsoid, object_volume
+from conftest import always_object, ellipsoid, object_volume
 from PIL import Image
 
 from pam_monai.apps.cli import main
@@ -19,14 +19,6 @@ from pam_monai.networks import build_box2mask, build_propmask, save_network
 
 SHAPE = (48, 44, 30)
 AFFINE = np.array([[-0.8, 0, 0, 12.5], [0, 0.9, 0.1, -30.0], [0, 0, 2.5, 40.0], [0, 0, 0, 1.0]])
-
-
-def _always_object(network: torch.nn.Module) -> torch.nn.Module:
-    """Weights whose every head says "object": deterministic, non-empty output for plumbing tests."""
-    for head in network.decoder.seg_layers:
-        torch.nn.init.zeros_(head.weight)
-        head.bias.data = torch.tensor([-4.0, 4.0])
-    return network
 
 
 @pytest.fixture(scope="module")
@@ -51,8 +43,8 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     paths["corrupt"] = root / "corrupt.nii.gz"
     paths["corrupt"].write_bytes(b"\x1f\x8b this is not a nifti file")
     torch.manual_seed(0)
-    paths["propmask"] = save_network(_always_object(build_propmask("light", input_size=64)), root / "propmask.pt")
-    paths["box2mask"] = save_network(_always_object(build_box2mask("light", input_size=64)), root / "box2mask.pt")
+    paths["propmask"] = save_network(always_object(build_propmask("light", input_size=64)), root / "propmask.pt")
+    paths["box2mask"] = save_network(always_object(build_box2mask("light", input_size=64)), root / "box2mask.pt")
     return paths
 
 

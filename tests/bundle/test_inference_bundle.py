@@ -11,20 +11,13 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from conftest import ellipsoid, object_volume
+from conftest import always_object, ellipsoid, object_volume
 
 from pam_monai.networks import build_box2mask, build_propmask
 
 ROOT = Path(__file__).resolve().parents[2]
 BUNDLE = ROOT / "bundle"
 AFFINE = np.array([[-0.8, 0, 0, 10.0], [0, 0.8, 0, -5.0], [0, 0, 2.0, 30.0], [0, 0, 0, 1.0]])
-
-
-def _always_object(network: torch.nn.Module) -> torch.nn.Module:
-    for head in network.decoder.seg_layers:
-        torch.nn.init.zeros_(head.weight)
-        head.bias.data = torch.tensor([-4.0, 4.0])
-    return network
 
 
 @pytest.fixture(scope="module")
@@ -36,8 +29,8 @@ def case(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     prompt[:, :, 12] = truth[:, :, 12]
     nib.save(nib.Nifti1Image(prompt, AFFINE), root / "prompt.nii.gz")
     # Plain state dicts, as the bundle's models/ holds them.
-    torch.save(_always_object(build_propmask("light")).state_dict(), root / "model.pt")
-    torch.save(_always_object(build_box2mask("light")).state_dict(), root / "box2mask.pt")
+    torch.save(always_object(build_propmask("light")).state_dict(), root / "model.pt")
+    torch.save(always_object(build_box2mask("light")).state_dict(), root / "box2mask.pt")
     return {"root": root, "image": root / "case.nii.gz", "prompt": root / "prompt.nii.gz"}
 
 

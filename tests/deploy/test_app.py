@@ -24,6 +24,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
+from conftest import always_object
 
 ROOT = Path(__file__).resolve().parents[2]
 APP_DIR = ROOT / "apps" / "deploy"
@@ -68,14 +69,6 @@ def expected_affine_lps() -> np.ndarray:
 
 def expected_affine_ras() -> np.ndarray:
     return np.diag([-1.0, -1.0, 1.0, 1.0]) @ expected_affine_lps()
-
-
-def _always_object(network: torch.nn.Module) -> torch.nn.Module:
-    """Weights whose every head says "object": deterministic, non-empty output for plumbing tests."""
-    for head in network.decoder.seg_layers:
-        torch.nn.init.zeros_(head.weight)
-        head.bias.data = torch.tensor([-4.0, 4.0])
-    return network
 
 
 def _save_half_state_dict(network: torch.nn.Module, path: Path) -> None:
@@ -146,8 +139,8 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> dict:
     models = root / "models"
     models.mkdir()
     torch.manual_seed(0)
-    _save_half_state_dict(_always_object(build_propmask("light")), models / "model.pt")
-    _save_half_state_dict(_always_object(build_box2mask("light")), models / "box2mask.pt")
+    _save_half_state_dict(always_object(build_propmask("light")), models / "model.pt")
+    _save_half_state_dict(always_object(build_box2mask("light")), models / "box2mask.pt")
     series = root / "series"
     uids = write_ct_series(series, volume)
     return {"root": root, "volume": volume, "models": models, "series": series, "uids": uids}

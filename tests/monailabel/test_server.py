@@ -32,7 +32,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from conftest import ellipsoid, object_volume
+from conftest import always_object, ellipsoid, object_volume
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = ROOT / "apps" / "monailabel"
@@ -202,14 +202,6 @@ AUDIT_HOOK = textwrap.dedent(
 )
 
 
-def _always_object(network: torch.nn.Module) -> torch.nn.Module:
-    """Weights whose every head says "object": deterministic, non-empty output for plumbing tests."""
-    for head in network.decoder.seg_layers:
-        torch.nn.init.zeros_(head.weight)
-        head.bias.data = torch.tensor([-4.0, 4.0])
-    return network
-
-
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -306,8 +298,8 @@ def server(cases: dict[str, Any]) -> Iterator[Server]:
     from pam_monai.networks import build_box2mask, build_propmask, save_network
 
     torch.manual_seed(0)
-    save_network(_always_object(build_propmask("light", input_size=64)), model_dir / "model.pt")
-    save_network(_always_object(build_box2mask("light", input_size=64)), model_dir / "box2mask.pt")
+    save_network(always_object(build_propmask("light", input_size=64)), model_dir / "model.pt")
+    save_network(always_object(build_box2mask("light", input_size=64)), model_dir / "box2mask.pt")
     srv = Server(root, cases["studies"], model_dir)
     try:
         srv.wait_ready()
