@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
 SPACING = (0.8, 0.8, 1.0)
 """Voxel spacing (mm) of the generated volumes: CT-like in-plane, 1 mm slices (PAM's 20 mm = 20 slices a side)."""
@@ -111,9 +111,15 @@ class OraclePropMask(nn.Module):
         self, guides: torch.Tensor, masks: torch.Tensor, queries: torch.Tensor, index: torch.Tensor
     ) -> list[torch.Tensor]:
         real = self.network.forward_indexed(guides, masks, queries, index)
-        if self.meter is not None:
-            self.meter.add_propmask(self.network, guides.shape[0], queries.shape[0], queries.shape[-1])
+        self._count(guides.shape[0], queries.shape[0], queries.shape[-1])
         return _oracle_heads(queries, [h.shape for h in real])
+
+    # Under PropagationInferer(compile=True) this forward_indexed is what torch.compile traces: the FLOP counting
+    # (Python bookkeeping, a FlopCounterMode on first use) runs eagerly between the compiled parts.
+    @torch.compiler.disable
+    def _count(self, guides: int, queries: int, size: int) -> None:
+        if self.meter is not None:
+            self.meter.add_propmask(self.network, int(guides), int(queries), int(size))
 
 
 class OracleBox2Mask(nn.Module):
@@ -138,12 +144,24 @@ class OracleBox2Mask(nn.Module):
 # -------------------------------------------------------------------------------------------------------------
 
 
+def _fused_attention_flops(query: Any, key: Any, value: Any, *args: Any, **kwargs: Any) -> int:
+    return sdpa_flop_count(query, key, value)
+
+
+# torch's FlopCounterMode has no formula for the fused CPU attention kernel (it would count 0): same as the others.
+_EXTRA_FORMULAS = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _fused_attention_flops}
+
+
 def count_flops(function: Callable[[], Any]) -> int:
     """FLOPs (multiply and add counted separately) of the convolutions, matmuls and attention ``function`` runs."""
-    counter = FlopCounterMode(display=False)
+    counter = FlopCounterMode(display=False, custom_mapping=_EXTRA_FORMULAS)
     with torch.inference_mode(), counter:
         function()
     return int(counter.get_total_flops())
+
+
+def _module_device(module: nn.Module) -> torch.device:
+    return next(module.parameters()).device
 
 
 class FlopMeter:
@@ -165,11 +183,12 @@ class FlopMeter:
     def add_propmask(self, network: nn.Module, guides: int, queries: int, size: int) -> None:
         key = (id(network), size)
         if key not in self._propmask:
-            g, m = torch.zeros(1, 1, size, size), torch.ones(1, 1, size, size)
+            device = _module_device(network)
+            g, m = torch.zeros(1, 1, size, size, device=device), torch.ones(1, 1, size, size, device=device)
 
             def run(n: int) -> int:
-                q = torch.zeros(n, 1, size, size)
-                return count_flops(lambda: network.forward_indexed(g, m, q, torch.zeros(n, dtype=torch.long)))
+                q, i = torch.zeros(n, 1, size, size, device=device), torch.zeros(n, dtype=torch.long, device=device)
+                return count_flops(lambda: network.forward_indexed(g, m, q, i))
 
             one, two = run(1), run(2)
             self._propmask[key] = (2 * one - two, two - one)
@@ -179,7 +198,8 @@ class FlopMeter:
     def add_box2mask(self, network: nn.Module, batch: int, size: int) -> None:
         key = (id(network), size)
         if key not in self._box2mask:
-            self._box2mask[key] = count_flops(lambda: network(torch.zeros(1, 1, size, size)))
+            x = torch.zeros(1, 1, size, size, device=_module_device(network))
+            self._box2mask[key] = count_flops(lambda: network(x))
         self.flops["box2mask"] += self._box2mask[key] * batch
 
     @property
@@ -222,6 +242,34 @@ class PeakRSS:
     @property
     def megabytes(self) -> float:
         return max(self.peak_kb - self.start_kb, 0) / 1024.0
+
+
+class PeakGPU:
+    """Peak CUDA memory torch allocated during the block, above what was allocated at its start (the weights).
+
+    ``torch.cuda.max_memory_allocated`` after a reset of the peak statistics; on a non-CUDA device a no-op (0 MB).
+    """
+
+    def __init__(self, device: torch.device | str) -> None:
+        self.device = torch.device(device)
+        self.enabled = self.device.type == "cuda"
+        self.start_bytes = self.peak_bytes = 0
+
+    def __enter__(self) -> PeakGPU:
+        if self.enabled:
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self.start_bytes = torch.cuda.memory_allocated(self.device)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.enabled:
+            torch.cuda.synchronize(self.device)
+            self.peak_bytes = torch.cuda.max_memory_allocated(self.device)
+
+    @property
+    def megabytes(self) -> float:
+        return max(self.peak_bytes - self.start_bytes, 0) / 2**20
 
 
 class Stopwatch:
@@ -288,14 +336,18 @@ def cpu_model() -> str:
 _RUN_LOAD: OtherLoad | None = None
 
 
-def machine_line(threads: int) -> str:
-    """The machine, versions, threads, date, and how much CPU other processes took since :func:`set_threads`."""
+def machine_line(threads: int, device: torch.device | str = "cpu") -> str:
+    """The machine (and GPU on a CUDA ``device``), versions, threads, date, and how much CPU other processes took
+    since :func:`set_threads`."""
     others = ""
     if _RUN_LOAD is not None:
         _RUN_LOAD.__exit__(None, None, None)
         others = f", other processes used {_RUN_LOAD.share:.0%} of the CPU during the run"
+    gpu = ""
+    if torch.device(device).type == "cuda":
+        gpu = f", GPU {torch.cuda.get_device_name(device)} (CUDA {torch.version.cuda})"
     return (
-        f"{cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__}, {threads} threads, "
+        f"{cpu_model()}, {os.cpu_count()} cores{gpu}, torch {torch.__version__}, {threads} threads, "
         f"python {platform.python_version()}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}{others}"
     )
 

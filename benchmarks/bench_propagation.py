@@ -11,9 +11,16 @@ What is measured, per configuration and object span (20, 50, 100, 200 slices by 
   ``total`` is the wall time of all of them; after one warm-up run, the fastest of ``--repeat`` runs is reported
   (other processes on a shared machine only ever slow a run down; every run's total goes to stderr);
 * peak memory: the process's peak resident memory above its RSS before the run (Linux ``VmHWM``, reset through
-  ``/proc/self/clear_refs``; unlike ``tracemalloc`` it sees torch's allocations);
+  ``/proc/self/clear_refs``; unlike ``tracemalloc`` it sees torch's allocations); with ``--device cuda`` also the
+  peak GPU memory torch allocated above what was allocated before the run (``torch.cuda.max_memory_allocated``);
 * GFLOPs: of every PropMask and Box2Mask forward of the run, counted with ``torch.utils.flop_counter``
   (multiply and add counted separately).
+
+**GPU.** ``--device cuda`` moves the networks to the GPU (the inferer follows the network's device; the volume is
+read on the CPU and copied over by the inferer), and the inferer then synchronises the GPU around every stage, so
+stage times include the kernels they launched. ``--amp`` runs the networks under bfloat16 autocast and
+``--compile`` compiles PropMask's forward with ``torch.compile`` (CUDA graphs on a GPU); the compilation happens in
+the warm-up run of each case, which is never reported.
 
 **Random weights, oracle masks.** No trained weights are needed: the networks have random weights, and each is
 wrapped in an *oracle* (:class:`_common.OraclePropMask`, :class:`_common.OracleBox2Mask`) that runs the REAL
@@ -26,6 +33,7 @@ column checks that the run covered the object.
 Usage::
 
     python benchmarks/bench_propagation.py --configs light paper --spans 20 50 100 200 --threads 2 --repeat 3
+    python benchmarks/bench_propagation.py --device cuda --amp --compile --repeat 5
 """
 
 from __future__ import annotations
@@ -44,6 +52,7 @@ from _common import (  # noqa: E402
     FlopMeter,
     OracleBox2Mask,
     OraclePropMask,
+    PeakGPU,
     PeakRSS,
     Stopwatch,
     bounding_box,
@@ -70,9 +79,10 @@ def run_once(
     box: tuple[int, int, int, int],
     slice_index: int,
     inferer: PropagationInferer,
+    device: torch.device,
 ) -> dict:
     seconds: dict[str, float] = {}
-    with PeakRSS() as memory, Stopwatch() as total:
+    with PeakRSS() as memory, PeakGPU(device) as gpu_memory, Stopwatch() as total:
         with Stopwatch() as read:
             image = load_image(image_path)
         seconds["read"] = read.seconds
@@ -87,32 +97,38 @@ def run_once(
         "rounds": result.rounds,
         "slices_predicted": result.slices_predicted,
         "peak_mb": memory.megabytes,
-        "labels": result.labels.numpy() > 0,
+        "peak_gpu_mb": gpu_memory.megabytes,
+        "labels": result.labels.cpu().numpy() > 0,
     }
 
 
-def bench(config: str, span: int, repeat: int, folder: Path, inferer: PropagationInferer) -> dict:
+def bench(config: str, span: int, repeat: int, folder: Path, inferer: PropagationInferer, device: torch.device) -> dict:
     torch.manual_seed(0)
+    if inferer.compile:
+        torch.compiler.reset()  # every case compiles afresh in its warm-up run (no recompilation limit reached)
     meter = FlopMeter()
-    propmask = OraclePropMask(build_propmask(config).eval(), meter).eval()
-    box2mask = OracleBox2Mask(build_box2mask(config).eval(), meter).eval()
+    propmask = OraclePropMask(build_propmask(config).eval(), meter).eval().to(device)
+    box2mask = OracleBox2Mask(build_box2mask(config).eval(), meter).eval().to(device)
     image, truth, middle = tube_volume(span)
     image_path = write_nifti(image, folder / f"tube_{span}.nii.gz")
     (r0, r1), (c0, c1), _ = bounding_box(truth[:, :, middle : middle + 1])
     box = (max(r0 - 5, 0), max(c0 - 5, 0), min(r1 + 5, image.shape[0] - 1), min(c1 + 5, image.shape[1] - 1))
     out_path = folder / f"seg_{config}_{span}.nii.gz"
 
-    run_once(image_path, out_path, propmask, box2mask, box, middle, inferer)  # warm-up (and FLOP coefficients)
+    # Warm-up (not reported): FLOP coefficients, lazy initialisation (CUDA context, cuDNN autotuning), and with
+    # --compile the compilation.
+    run_once(image_path, out_path, propmask, box2mask, box, middle, inferer, device)
     runs = []
     for _ in range(repeat):
         meter.reset()
-        runs.append(run_once(image_path, out_path, propmask, box2mask, box, middle, inferer))
+        runs.append(run_once(image_path, out_path, propmask, box2mask, box, middle, inferer, device))
         runs[-1]["gflops"] = meter.total / 1e9
         runs[-1]["gflops_box2mask"] = meter.flops["box2mask"] / 1e9
     # The fastest run: on a shared machine the others are slowed by other processes, never sped up.
     chosen = min(runs, key=lambda r: r["seconds"]["total"])
     chosen["dice"] = dice(chosen.pop("labels"), truth)
     chosen["peak_mb"] = max(r["peak_mb"] for r in runs)
+    chosen["peak_gpu_mb"] = max(r["peak_gpu_mb"] for r in runs)
     chosen["depth"] = image.shape[2]
     chosen["totals"] = [r["seconds"]["total"] for r in runs]
     return chosen
@@ -123,16 +139,29 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--configs", nargs="+", default=["light", "paper"], choices=["light", "paper"])
     parser.add_argument("--spans", nargs="+", type=int, default=[20, 50, 100, 200])
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
-    parser.add_argument("--repeat", type=int, default=3, help="timed runs per case (the fastest is reported)")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="timed runs per case after one warm-up run, which is not reported (with --compile it compiles); "
+        "the fastest is reported",
+    )
     parser.add_argument("--wait-quiet", type=float, default=0.0, help="wait up to N s for other processes to idle")
+    parser.add_argument("--device", default="cpu", help="device of the networks, e.g. cpu, cuda, cuda:1")
+    parser.add_argument("--amp", action="store_true", help="bfloat16 autocast of the networks (PropagationInferer)")
+    parser.add_argument("--compile", action="store_true", help="torch.compile PropMask's forward (PropagationInferer)")
     args = parser.parse_args(argv)
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        parser.error(f"--device {args.device}: CUDA is not available")
+    cuda = device.type == "cuda"
     threads = set_threads(args.threads, args.wait_quiet)
-    inferer = PropagationInferer()
+    inferer = PropagationInferer(amp=args.amp, compile=args.compile)
     rows, results = [], []
     with tempfile.TemporaryDirectory(prefix="pam_bench_") as tmp:
         for config in args.configs:
             for span in args.spans:
-                r = bench(config, span, args.repeat, Path(tmp), inferer)
+                r = bench(config, span, args.repeat, Path(tmp), inferer, device)
                 r.update(config=config, span=span)
                 results.append(r)
                 s = r["seconds"]
@@ -147,6 +176,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                         f"**{s['total']:.2f}**",
                         f"{s['total'] / span * 1000:.0f}",
                         f"{r['peak_mb']:.0f}",
+                        *([f"{r['peak_gpu_mb']:.0f}"] if cuda else []),
                         f"{r['gflops']:.0f}",
                         f"{r['dice']:.3f}",
                     ]
@@ -162,11 +192,16 @@ def main(argv: list[str] | None = None) -> list[dict]:
         "total s",
         "ms/slice",
         "peak RSS MB",
+        *(["peak GPU MB"] if cuda else []),
         "GFLOPs",
         "dice",
     ]
-    print(f"PAM per-object latency (box prompt; random weights + oracle masks; fastest of {args.repeat})")
-    print(f"machine: {machine_line(threads)}\n")
+    # The options that change what is measured (none on the CPU by default: the header as before).
+    options = [str(device)] if cuda else []
+    options += [name for name, on in (("bf16 autocast", args.amp), ("torch.compile", args.compile)) if on]
+    setting = "".join(f"; {o}" for o in options)
+    print(f"PAM per-object latency (box prompt; random weights + oracle masks{setting}; fastest of {args.repeat})")
+    print(f"machine: {machine_line(threads, device)}\n")
     print(markdown_table(headers, rows))
     return results
 

@@ -15,7 +15,7 @@ run() {  # name, command...
     "$PY" -W ignore "$@" --threads "$THREADS" --wait-quiet "$WAIT" > "$OUT/$name.md" 2> "$OUT/$name.log"
 }
 run propagation_light benchmarks/bench_propagation.py --configs light --spans 20 50 100 200 --repeat 3
-run propagation_paper benchmarks/bench_propagation.py --configs paper --spans 20 50 100 200 --repeat 2
+run propagation_paper benchmarks/bench_propagation.py --configs paper --spans 20 50 100 200 --repeat 1
 run peers benchmarks/bench_peers.py
 run backends benchmarks/bench_backends.py --configs light paper --repeat 3
 run training benchmarks/bench_training.py --configs light paper --iterations 3

@@ -121,6 +121,18 @@ def test_task_dataset_from_cached_volumes(tmp_path, label) -> None:
     assert torch.equal(held_out[1]["image"], first)
 
 
+def test_synthetic_volumes_generated_by_worker_processes_match_serial() -> None:
+    serial = volume_dataset([], None, synthetic_volumes=3, synthetic_shape=(24, 24, 16), synthetic_seed=9)
+    parallel = volume_dataset(
+        [], None, synthetic_volumes=3, synthetic_shape=(24, 24, 16), synthetic_seed=9, num_workers=2
+    )
+    assert len(parallel) == 3
+    for one, other in zip(serial, parallel):
+        assert torch.equal(torch.as_tensor(one["image"]), torch.as_tensor(other["image"]))
+        assert torch.equal(torch.as_tensor(one["label"]), torch.as_tensor(other["label"]))
+        assert torch.allclose(one["image"].affine, other["image"].affine)
+
+
 def test_propagation_batch_inferer_loss_and_metric() -> None:
     torch.manual_seed(0)
     b, nq, s = 2, 3, 64
@@ -234,3 +246,20 @@ def test_throughput_logger_counts_tasks_not_batches(decollated: bool) -> None:
         logger._iteration_completed(engine)
     logger._epoch_completed(engine)
     assert logger.tasks == 24 and logger.history[0] > 0
+
+
+@pytest.mark.parametrize(("budget", "expected_iterations"), [(None, 9), (0, 9), (2.5, 3)])
+def test_training_time_limit_stops_after_the_budget(tmp_path, monkeypatch, budget, expected_iterations) -> None:
+    from pam_monai import engines
+    from pam_monai.engines import TrainingTimeLimit
+
+    clock = iter(range(1000))  # every reading one "second" later: the start reads 0, iteration k reads k
+    monkeypatch.setattr(engines.time, "perf_counter", lambda: float(next(clock)))
+    trainer, _, _ = _tiny_trainer(3, lambda objects: TrainingCheckpoint(tmp_path, objects, save_interval=0))
+    TrainingTimeLimit(budget).attach(trainer)
+    finished: list[int] = []
+    trainer.add_event_handler(Events.COMPLETED, lambda engine: finished.append(engine.state.iteration))
+    trainer.run()
+    assert trainer.state.iteration == expected_iterations
+    assert finished == [expected_iterations]  # COMPLETED handlers (final checkpoint, export) still run
+    assert (tmp_path / f"checkpoint_final_iteration={expected_iterations}.pt").is_file()

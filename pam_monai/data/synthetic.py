@@ -7,11 +7,13 @@ be mixed with real scans:
 * **shapes** (generated in physical millimetres, so they look right at any anisotropic spacing): blobs
   (thresholded smooth noise in an envelope), deformed and bent ellipsoids, branching vessel trees (random-walk
   centre lines with varying radius), thin curved sheets, hollow (sometimes open) shells, tori and C-shapes,
-  "bitten" concave ellipsoids and multi-lobed objects whose cross-sections split and merge from slice to slice;
+  "bitten" concave ellipsoids, multi-lobed objects whose cross-sections split and merge from slice to slice, and
+  curved horns that taper to a thin tip (their cross-sections shrink, drift and vanish);
   objects are often placed touching each other and later objects overwrite earlier ones;
 * **appearance**: organ-like tissue patches and multi-scale texture in the background (unlabelled distractors),
   objects brighter or darker than their local surroundings with contrast from barely visible to strong, internal
   texture, enhancing rims, sharp or blurred edges, an optional body outline surrounded by air;
+* **clean volumes** (a fifth): flat objects, a smoothed image and almost no noise, like an averaged template;
 * **acquisition**: partial-volume effect (generated on a 3x finer slice grid, blurred and averaged down along
   the slice axis), smooth multiplicative bias fields, Gaussian (CT) or Rician (MR) noise;
 * **intensity ranges**: CT-like Hounsfield units (air -1000, fat, soft tissue, contrast, bone; clipped to
@@ -62,6 +64,8 @@ IN_PLANE_SPACING_RANGE: tuple[float, float] = (0.5, 2.0)
 SLICE_SPACING_RANGE: tuple[float, float] = (0.5, 5.0)
 #: Objects with fewer voxels than this are dropped (label set to 0) before relabelling.
 MIN_OBJECT_VOXELS: int = 200
+CLEAN_FRACTION: float = 0.2
+"""Share of "clean" volumes: flat untextured objects, a smooth image and almost no noise (templates, denoised scans)."""
 
 _MODALITIES = ("CT", "MR")
 # Tissue classes for CT backgrounds and objects: (low, high) HU.
@@ -76,8 +80,8 @@ _CT_TISSUES: dict[str, tuple[float, float]] = {
 }
 _CT_BACKGROUND_TISSUES = ("fat", "fluid", "soft", "soft", "organ", "organ", "lung")
 _CT_OBJECT_TISSUES = ("fat", "fluid", "soft", "organ", "organ", "contrast", "contrast", "bone", "lung")
-_SHAPES = ("ellipsoid", "blob", "vessel", "sheet", "shell", "torus", "lobes", "bitten")
-_SHAPE_WEIGHTS = np.array([0.18, 0.2, 0.14, 0.07, 0.1, 0.08, 0.15, 0.08])
+_SHAPES = ("ellipsoid", "blob", "vessel", "sheet", "shell", "torus", "lobes", "bitten", "horn")
+_SHAPE_WEIGHTS = np.array([0.16, 0.18, 0.13, 0.06, 0.09, 0.07, 0.13, 0.08, 0.1])
 _PV_FACTOR = 3  # fine slices per output slice when simulating partial volume
 
 
@@ -366,6 +370,32 @@ def _shape_bitten(rng: np.random.Generator, g: _Grid, c: np.ndarray, r: float, r
     return sl, _largest_component(mask) if mask.any() else mask
 
 
+def _shape_horn(rng: np.random.Generator, g: _Grid, c: np.ndarray, r: float, rmin: float) -> _ShapeResult:
+    """Curved tube along an arc, tapering to a thin tip, often flattened (ventricle horns, hippocampus, bowel
+    bends): its cross-sections shrink, drift and vanish from slice to slice."""
+    big = r * rng.uniform(0.8, 1.5)
+    tube_min = max(0.55 * g.max_spacing, 1.1 * g.min_spacing, 1.0)
+    rad0 = max(r * rng.uniform(0.25, 0.5), tube_min)
+    tip = rng.uniform(0.15, 0.6)
+    flat = rng.uniform(0.35, 1.0)
+    arc = rng.uniform(0.5 * np.pi, 1.5 * np.pi)
+    spiral = rng.uniform(-0.4, 0.4)
+    fr = g.frame(c, big * (1.0 + abs(spiral)) + 1.5 * rad0, _random_rotation(rng))
+    if fr is None:
+        return None
+    sl, u = fr
+    rho = np.sqrt(u[0] ** 2 + u[1] ** 2)
+    theta = np.mod(np.arctan2(u[1], u[0]), 2.0 * np.pi)
+    t = np.clip(theta / arc, 0.0, 1.0)
+    ring = big * (1.0 + spiral * t)
+    rad = np.maximum(rad0 * (1.0 - (1.0 - tip) * t), tube_min)
+    rad = rad * (1.0 + 0.12 * g.box_noise(rng, sl, rad0 * rng.uniform(1.5, 3.0))[0])
+    tube = ((rho - ring) / rad) ** 2 + (u[2] / np.maximum(rad * flat, tube_min)) ** 2 < 1.0
+    cap = ((u[0] - big) ** 2 + u[1] ** 2) / rad0**2 + (u[2] / max(rad0 * flat, tube_min)) ** 2 < 1.0
+    mask = (tube & (theta <= arc)) | cap
+    return sl, _largest_component(mask) if mask.any() else mask
+
+
 def _walk(
     rng: np.random.Generator, p0: np.ndarray, d0: np.ndarray, rad0: float, length: float, step: float, rmin: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -440,6 +470,7 @@ _SHAPE_FUNCS: dict[str, Callable[..., _ShapeResult]] = {
     "torus": _shape_torus,
     "lobes": _shape_lobes,
     "bitten": _shape_bitten,
+    "horn": _shape_horn,
 }
 
 
@@ -520,7 +551,13 @@ def _object_intensity(rng: np.random.Generator, modality: str, local: float, sha
 
 
 def _paint_objects(
-    rng: np.random.Generator, g: _Grid, img: np.ndarray, label: np.ndarray, kinds: list[str], modality: str
+    rng: np.random.Generator,
+    g: _Grid,
+    img: np.ndarray,
+    label: np.ndarray,
+    kinds: list[str],
+    modality: str,
+    texture_probability: float = 0.7,
 ) -> None:
     """Paint objects ``1..N`` of ``label`` into ``img`` in place (local contrast, texture, rims, blurred edges)."""
     struct = ndimage.generate_binary_structure(3, 1)
@@ -537,7 +574,7 @@ def _paint_objects(
         contrast = abs(target - local)
         unit = 1.0 if modality == "MR" else 100.0
         val = np.full(mask.shape, target, dtype=np.float32)
-        if rng.random() < 0.7:  # internal texture
+        if rng.random() < texture_probability:  # internal texture
             amp = rng.uniform(0.0, 0.35) * contrast + rng.uniform(0.0, 0.03) * unit
             val += np.float32(amp) * g.box_noise(rng, sl, rng.uniform(1.5, 10.0) + g.min_spacing)[0]
         if rng.random() < 0.15 and mask.sum() > 1000:  # enhancing (or dark) rim
@@ -556,6 +593,7 @@ def _synthesise(
     modality: str,
     num_objects: tuple[int, int],
     min_voxels: int,
+    clean: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Labels and noise-free image on grid ``g``.
 
@@ -623,7 +661,7 @@ def _synthesise(
     counts = np.bincount(label.ravel(), minlength=len(kinds) + 1)
     kinds = [kind for kind, count in zip(kinds, counts[1:]) if count >= min_voxels]
     label = _relabel(label, min_voxels)
-    _paint_objects(rng, g, img, label, kinds, modality)
+    _paint_objects(rng, g, img, label, kinds, modality, texture_probability=0.1 if clean else 0.7)
     return img, label, kinds
 
 
@@ -682,13 +720,15 @@ def generate_volume(
     if len(spacing) != 3 or min(spacing) <= 0:
         raise ValueError(f"spacing must be 3 positive numbers, got {spacing}")
     use_pv = rng.random() < 0.3 and spacing[2] >= 1.5
+    # "clean": flat objects, smooth image, almost no noise -- an averaged template or a denoised reconstruction
+    clean = rng.random() < CLEAN_FRACTION
     if partial_volume is not None:
         use_pv = bool(partial_volume)
 
     if use_pv:
         f = _PV_FACTOR
         fine = _Grid((shape[0], shape[1], shape[2] * f), (spacing[0], spacing[1], spacing[2] / f))
-        img, label, _ = _synthesise(rng, fine, modality, num_objects, min_voxels * f)
+        img, label, _ = _synthesise(rng, fine, modality, num_objects, min_voxels * f, clean)
         sigma = rng.uniform(0.3, 0.6) * f
         img = ndimage.gaussian_filter1d(img, sigma, axis=2, mode="nearest")
         img = img.reshape(shape[0], shape[1], shape[2], f).mean(axis=3)
@@ -696,7 +736,10 @@ def generate_volume(
         label = _relabel(label[:, :, f // 2 :: f], min_voxels)
         use_pv = int(label.max()) >= 2  # (very rare) fewer than two objects left: redraw without partial volume
     if not use_pv:
-        img, label, _ = _synthesise(rng, _Grid(shape, spacing), modality, num_objects, min_voxels)
+        img, label, _ = _synthesise(rng, _Grid(shape, spacing), modality, num_objects, min_voxels, clean)
+    if clean:
+        img = ndimage.gaussian_filter(img, rng.uniform(0.4, 1.2) / np.asarray(spacing), mode="nearest")
+    noise_scale = np.float32(rng.uniform(0.0, 0.15) if clean else 1.0)
 
     if modality == "CT":
         if rng.random() < 0.15:  # mild smooth shading
@@ -707,14 +750,14 @@ def generate_volume(
         if rng.random() < 0.5:  # correlated (in-plane) reconstruction noise
             noise = ndimage.gaussian_filter(noise, (0.7, 0.7, 0.0))
             noise /= max(float(noise.std()), 1e-6)
-        img = img + np.float32(sigma_n) * noise
+        img = img + np.float32(sigma_n) * noise_scale * noise
         img = np.clip(img, *CT_INTENSITY_RANGE)
     else:
         if rng.random() < 0.8:
             strength = rng.uniform(0.05, 0.35)
             img = img * np.exp(strength * _smooth_noise(rng, shape, spacing, rng.uniform(50.0, 200.0))[0])
         img = np.maximum(img, 0.0)
-        sigma_n = np.float32(_loguniform(rng, 0.004, 0.05))
+        sigma_n = np.float32(_loguniform(rng, 0.004, 0.05)) * noise_scale
         n1 = rng.standard_normal(shape, dtype=np.float32)
         n2 = rng.standard_normal(shape, dtype=np.float32)
         img = np.sqrt((img + sigma_n * n1) ** 2 + (sigma_n * n2) ** 2)  # Rician

@@ -175,7 +175,6 @@ class PropagationInferer(Inferer):
         1..N are N objects), ``box`` with ``slice_index`` (inclusive ``(r0, c0, r1, c1)`` in the slice plane) or
         ``box3d`` (inclusive ``(i0, j0, k0, i1, j1, k1)``) is required; boxes need ``box2mask_network``.
         """
-        timer = _Timer()
         box2mask_network = box2mask_network if box2mask_network is not None else self.box2mask_network
         volume = _volume_3d(inputs)
         plane_axes(axis)
@@ -191,6 +190,7 @@ class PropagationInferer(Inferer):
             self.thickness_mm if thickness_mm is None else thickness_mm, depth_spacing, self.max_neighbours
         )
         device = _device(network)
+        timer = _Timer(device)
         # A view when the image is already float32 on the device (it is only read): no copy of the volume. Slices are
         # cut from it as (RoI) crops, so a strided layout costs nothing.
         vol = volume.to(device=device, dtype=torch.float32).movedim(axis, 0)
@@ -516,22 +516,36 @@ class _Region:
 
 
 class _Timer:
-    def __init__(self) -> None:
+    """Wall time per stage, added up over the stage's blocks.
+
+    CUDA kernels run asynchronously: without a barrier a stage would be charged only for launching its kernels and
+    the next stage that reads a result (``int(...)``, ``.cpu()``) for running them. On a CUDA ``device`` every stage
+    therefore starts and ends with ``torch.cuda.synchronize``; elsewhere there is no barrier and no cost.
+    """
+
+    def __init__(self, device: torch.device | None = None) -> None:
         self.seconds: dict[str, float] = defaultdict(float)
+        self.cuda = device if device is not None and device.type == "cuda" else None
 
     def __call__(self, stage: str) -> _Stage:
-        return _Stage(self.seconds, stage)
+        return _Stage(self, stage)
 
 
 class _Stage:
-    def __init__(self, seconds: dict[str, float], stage: str) -> None:
-        self.seconds, self.stage = seconds, stage
+    def __init__(self, timer: _Timer, stage: str) -> None:
+        self.timer, self.stage = timer, stage
+
+    def _sync(self) -> None:
+        if self.timer.cuda is not None:
+            torch.cuda.synchronize(self.timer.cuda)
 
     def __enter__(self) -> None:
+        self._sync()
         self.start = time.perf_counter()
 
     def __exit__(self, *exc: object) -> None:
-        self.seconds[self.stage] += time.perf_counter() - self.start
+        self._sync()
+        self.timer.seconds[self.stage] += time.perf_counter() - self.start
 
 
 def _all_finite(volume: torch.Tensor) -> bool:

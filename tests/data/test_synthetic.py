@@ -261,3 +261,35 @@ def test_module_entry_point(tmp_path):
     assert res.returncode == 0, res.stderr
     meta = json.loads((out / "dataset.json").read_text())
     assert len(meta["training"]) == 1 and meta["validation"] == []
+
+
+def test_horn_tapers_to_a_thin_tip():
+    from pam_monai.data.synthetic import _Grid, _shape_horn
+
+    grid = _Grid((80, 80, 80), (1.0, 1.0, 1.0))
+    tapered = 0
+    for seed in range(10):
+        result = _shape_horn(np.random.default_rng(seed), grid, np.array([40.0, 40.0, 40.0]), 18.0, 2.0)
+        assert result is not None
+        _, mask = result
+        assert mask.any() and ndimage.label(mask)[1] == 1  # one connected object
+        # the thickness (largest inscribed radius) near the start cap exceeds that near the tip
+        depth = ndimage.distance_transform_edt(mask)
+        tapered += depth.max() > 2.0 * np.percentile(depth[mask], 10)
+    assert tapered >= 8
+
+
+def test_clean_volumes_are_smooth_and_nearly_noise_free(monkeypatch):
+    from pam_monai.data import synthetic
+
+    def high_frequency(vol: SyntheticVolume) -> float:
+        """Median absolute slice-to-slice difference inside the largest object, relative to its contrast."""
+        inside = vol.label == np.argmax(np.bincount(vol.label.ravel())[1:]) + 1
+        step = np.abs(np.diff(vol.image, axis=0))[inside[1:] & inside[:-1]]
+        return float(np.median(step)) / (float(np.ptp(vol.image)) + 1e-6)
+
+    monkeypatch.setattr(synthetic, "CLEAN_FRACTION", 1.0)
+    clean = [high_frequency(generate_volume(seed, SMALL, spacing=(1.0, 1.0, 1.0))) for seed in range(6)]
+    monkeypatch.setattr(synthetic, "CLEAN_FRACTION", 0.0)
+    noisy = [high_frequency(generate_volume(seed, SMALL, spacing=(1.0, 1.0, 1.0))) for seed in range(6)]
+    assert np.median(clean) < 0.5 * np.median(noisy), (clean, noisy)
