@@ -97,6 +97,8 @@ class PropagationInferer(Inferer):
         progress: show a tqdm bar on stderr.
         amp: run the networks under ``torch.autocast`` (bfloat16; float16 on a GPU without bfloat16). Faster on
             GPUs with tensor cores; the masks may differ from float32 at a few boundary pixels. Off by default.
+        flip_tta: test-time augmentation: PropMask also sees every round mirrored left-right and the two
+            probabilities are averaged. Twice the network cost; steadier masks from an under-trained network.
         compile: run PropMask's forward through ``torch.compile`` (dynamic shapes; on CUDA with CUDA graphs,
             ``mode="reduce-overhead"``). Pays a compilation on the first call; useful for a GPU serving many
             prompts. Off by default (on the CPU the eager forward is already dominated by convolutions).
@@ -121,6 +123,7 @@ class PropagationInferer(Inferer):
         box2mask_network: Callable[..., Any] | None = None,
         progress: bool = False,
         amp: bool = False,
+        flip_tta: bool = False,
         compile: bool = False,
     ) -> None:
         super().__init__()
@@ -137,6 +140,7 @@ class PropagationInferer(Inferer):
         self.box2mask_network = box2mask_network
         self.progress = progress
         self.amp = bool(amp)
+        self.flip_tta = bool(flip_tta)
         self.compile = bool(compile)
         self._compiled: tuple[Any, Callable[..., Any]] | None = None
 
@@ -367,7 +371,12 @@ class PropagationInferer(Inferer):
             for q, i in zip(torch.split(query_batch, self.max_batch), torch.split(index_batch, self.max_batch)):
                 with self._autocast(vol.device):
                     heads = _forward(network, guide_batch, mask_batch, q, i, forward)
-                chunks.append(foreground_probability(heads, size))  # in float32 whatever the forward's precision
+                probability = foreground_probability(heads, size)  # in float32 whatever the forward's precision
+                if self.flip_tta:
+                    with self._autocast(vol.device):
+                        heads = _forward(network, guide_batch.flip(-1), mask_batch.flip(-1), q.flip(-1), i, forward)
+                    probability = 0.5 * (probability + foreground_probability(heads, size).flip(-1))
+                chunks.append(probability)
             probabilities = torch.cat(chunks)
         result.slices_predicted += len(probabilities)
         bar.update(len(probabilities))

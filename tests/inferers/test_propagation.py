@@ -199,3 +199,54 @@ def test_real_network_runs_end_to_end() -> None:
     )
     assert result.labels.shape == (40, 40, 12)
     assert result.labels.dtype == torch.int16
+
+
+class CountingOracle(OraclePropMask):
+    """The oracle, counting the query slices it is asked about."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.queries = 0
+
+    def forward_indexed(self, guides, masks, queries, index):  # noqa: ANN001, ANN201
+        self.queries += len(queries)
+        return super().forward_indexed(guides, masks, queries, index)
+
+
+class LeftHalfOracle(OraclePropMask):
+    """A network with a left-right bias: it only ever finds the left half of the object in its input."""
+
+    def forward_indexed(self, guides, masks, queries, index):  # noqa: ANN001, ANN201
+        heads = super().forward_indexed(guides, masks, queries, index)
+        out = []
+        for head in heads:
+            head = head.clone()
+            head[:, 1, :, head.shape[-1] // 2 :] = -10.0
+            head[:, 0, :, head.shape[-1] // 2 :] = 10.0
+            out.append(head)
+        return out
+
+
+def test_flip_tta_asks_twice_and_keeps_an_equivariant_result() -> None:
+    truth = cylinder(SHAPE, 2, 10, 50)
+    image = torch.from_numpy(object_volume(truth))
+    plain, mirrored = CountingOracle(), CountingOracle()
+    prompt = prompt_on(truth, 2, 30)
+    base = PropagationInferer(thickness_mm=8).propagate(image, plain, mask_prompt=prompt, axis=2)
+    tta = PropagationInferer(thickness_mm=8, flip_tta=True).propagate(image, mirrored, mask_prompt=prompt, axis=2)
+    assert mirrored.queries == 2 * plain.queries
+    # the oracle's coarse heads subsample every other pixel, which a mirror shifts by one: boundary pixels may move
+    assert dice(base.labels.numpy() > 0, tta.labels.numpy() > 0) > 0.99
+
+
+def test_flip_tta_averages_the_mirrored_prediction() -> None:
+    truth = cylinder(SHAPE, 2, 20, 40)
+    image = torch.from_numpy(object_volume(truth))
+    prompt = prompt_on(truth, 2, 30)
+    plain = PropagationInferer(thickness_mm=6, keep_connected=False, max_shift_px=0)
+    tta = PropagationInferer(thickness_mm=6, keep_connected=False, max_shift_px=0, flip_tta=True)
+    one_sided = plain.propagate(image, LeftHalfOracle(), mask_prompt=prompt, axis=2).labels.numpy() > 0
+    averaged = tta.propagate(image, LeftHalfOracle(), mask_prompt=prompt, axis=2).labels.numpy() > 0
+    # Each view finds a different half; their mean is 0.5 everywhere, which is not > 0.5: only the prompt slice stays.
+    assert one_sided[:, :, 31].any()
+    assert not averaged[:, :, 31].any() and averaged[:, :, 30].any()
