@@ -59,6 +59,10 @@ def _parser() -> argparse.ArgumentParser:
     segment.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     segment.add_argument("--thickness-mm", type=float, default=20.0, help="neighbourhood per round (default 20)")
     segment.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    segment.add_argument("--amp", action="store_true", help="mixed precision (bf16) forwards: faster on GPUs")
+    segment.add_argument(
+        "--flip-tta", action="store_true", help="also propagate mirrored and average (twice the network cost)"
+    )
     _threads_option(segment)
 
     convert = commands.add_parser("convert-checkpoint", help="convert the authors' PAM weights to pam-monai's")
@@ -118,6 +122,8 @@ def _segment(args: argparse.Namespace) -> dict:
         device=args.device,
         thickness_mm=args.thickness_mm,
         progress=not args.no_progress,
+        amp=args.amp,
+        flip_tta=args.flip_tta,
     )
     read_start = time.perf_counter()
     image = predictor.set_image(args.image)

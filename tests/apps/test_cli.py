@@ -90,6 +90,37 @@ def test_mask_prompt_writes_mask_report_and_preview(files: dict[str, Path], tmp_
     assert not list(tmp_path.glob(".*"))  # no temporary files left behind
 
 
+@pytest.mark.parametrize("flags", [["--amp"], ["--flip-tta"], ["--amp", "--flip-tta"]])
+def test_precision_and_mirroring_flags_reach_the_inferer(
+    files: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flags: list[str]
+) -> None:
+    from pam_monai.inferers import PropagationInferer
+
+    seen: list[PropagationInferer] = []
+    original = PropagationInferer.propagate
+
+    def recording(self: PropagationInferer, *args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        seen.append(self)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(PropagationInferer, "propagate", recording)
+    out = tmp_path / "seg.nii.gz"
+    code = main(
+        [
+            "segment",
+            str(files["image"]),
+            "--mask-prompt",
+            str(files["prompt"]),
+            "-o",
+            str(out),
+            *flags,
+            *_weights(files),
+        ]
+    )
+    assert code == 0 and out.is_file()
+    assert seen and seen[0].amp == ("--amp" in flags) and seen[0].flip_tta == ("--flip-tta" in flags)
+
+
 @pytest.mark.parametrize("axis,box,index", [(2, "14,13,34,31", 15), (0, "5,6,30,20", 24), (1, "10,8,38,22", 22)])
 def test_box_prompt_along_each_axis(files: dict[str, Path], tmp_path: Path, axis: int, box: str, index: int) -> None:
     out = tmp_path / "box.nii.gz"
