@@ -102,7 +102,14 @@ def run_once(
     }
 
 
-def bench(config: str, span: int, repeat: int, folder: Path, inferer: PropagationInferer, device: torch.device) -> dict:
+def bench(
+    config: str,
+    span: int,
+    repeat: int,
+    folder: Path,
+    inferer: PropagationInferer,
+    device: torch.device | str = "cpu",
+) -> dict:
     torch.manual_seed(0)
     if inferer.compile:
         torch.compiler.reset()  # every case compiles afresh in its warm-up run (no recompilation limit reached)
