@@ -1,0 +1,43 @@
+"""The latency benchmark still runs end to end (its numbers are not checked here: benchmarks, not timed tests)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+@pytest.fixture()
+def bench_propagation(monkeypatch: pytest.MonkeyPatch):  # noqa: ANN201
+    import torch
+
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    import bench_propagation
+
+    threads = torch.get_num_threads()
+    yield bench_propagation
+    torch.set_num_threads(threads)  # the benchmark sets the process's thread count
+    sys.modules.pop("bench_propagation", None)
+    sys.modules.pop("_common", None)
+
+
+@pytest.mark.parametrize("extra", [[], ["--amp"]])
+def test_light_benchmark_covers_the_object_and_prints_a_table(bench_propagation, capsys, extra) -> None:  # noqa: ANN001
+    results = bench_propagation.main(["--configs", "light", "--spans", "20", "--repeat", "1", "--threads", "1", *extra])
+    assert len(results) == 1 and results[0]["dice"] > 0.95
+    assert results[0]["rounds"] >= 1 and results[0]["gflops"] > 0
+    table = capsys.readouterr().out
+    assert "| light | 20 |" in table and "total s" in table
+
+
+def test_peers_benchmark_calls_the_propagation_benchmark_as_it_is_defined(bench_propagation) -> None:  # noqa: ANN001
+    import inspect
+
+    from pam_monai.inferers import PropagationInferer
+
+    # bench_peers.py calls bench(config, span, repeat, folder, inferer): the rest must have defaults
+    signature = inspect.signature(bench_propagation.bench)
+    signature.bind("light", 100, 1, Path("."), PropagationInferer())
