@@ -42,14 +42,8 @@ fi
 
 start=$(date +%s)
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
-pip_check_install() {
-  # pip's exit status, without its noise about absent local index folders.
-  local log; log=$(mktemp)
-  if ! "$VENV/bin/python" -m pip install --disable-pip-version-check -q "$@" >"$log" 2>&1; then
-    grep -v "is ignored: it is neither" "$log" >&2; rm -f "$log"; return 1
-  fi
-  rm -f "$log"
-}
+# shellcheck source=scripts/pip_in_venv.sh
+source scripts/pip_in_venv.sh
 # 1. CPU torch first, so that nothing pulls a CUDA build.
 pip_check_install "torch==2.13.0" setuptools wheel
 # 2. The SDK (with Holoscan), highdicom, pydicom 3 and pam-monai's dependencies, pinned; then the test tools.

@@ -367,6 +367,8 @@ class PropagationInferer(Inferer):
             index_batch = torch.cat(guide_index).to(vol.device)
         with timer("propagation"):
             forward = self._compiled_forward(network)
+            if self.flip_tta:  # the guides are shared by every chunk: mirror them once
+                mirrored_guides, mirrored_masks = guide_batch.flip(-1), mask_batch.flip(-1)
             chunks = []
             for q, i in zip(torch.split(query_batch, self.max_batch), torch.split(index_batch, self.max_batch)):
                 with self._autocast(vol.device):
@@ -374,7 +376,7 @@ class PropagationInferer(Inferer):
                 probability = foreground_probability(heads, size)  # in float32 whatever the forward's precision
                 if self.flip_tta:
                     with self._autocast(vol.device):
-                        heads = _forward(network, guide_batch.flip(-1), mask_batch.flip(-1), q.flip(-1), i, forward)
+                        heads = _forward(network, mirrored_guides, mirrored_masks, q.flip(-1), i, forward)
                     probability = 0.5 * (probability + foreground_probability(heads, size).flip(-1))
                 chunks.append(probability)
             probabilities = torch.cat(chunks)
