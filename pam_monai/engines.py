@@ -556,7 +556,12 @@ class TrainingTimeLimit:
     """
 
     def __init__(self, max_seconds: float | None = None) -> None:
-        self.max_seconds = float(max_seconds) if max_seconds else 0.0
+        try:
+            self.max_seconds = float(max_seconds) if max_seconds else 0.0
+        except (TypeError, ValueError):
+            raise TrainingSetupError(
+                f"max_training_seconds must be a number of seconds, got {max_seconds!r}."
+            ) from None
         self._start = 0.0
 
     def attach(self, engine: Any) -> None:

@@ -263,3 +263,11 @@ def test_training_time_limit_stops_after_the_budget(tmp_path, monkeypatch, budge
     assert trainer.state.iteration == expected_iterations
     assert finished == [expected_iterations]  # COMPLETED handlers (final checkpoint, export) still run
     assert (tmp_path / f"checkpoint_final_iteration={expected_iterations}.pt").is_file()
+
+
+@pytest.mark.parametrize("budget", ["abc", [1, 2]])
+def test_training_time_limit_refuses_a_budget_that_is_not_seconds(budget) -> None:
+    from pam_monai.engines import TrainingTimeLimit, exit_on_error
+
+    with pytest.raises(SystemExit, match="max_training_seconds must be a number of seconds"):
+        exit_on_error(TrainingTimeLimit, budget)
