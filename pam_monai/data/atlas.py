@@ -160,24 +160,36 @@ def write_atlas_datalist(out_dir: str | Path) -> Path:
     )
 
 
+def _visible_structure(name: str) -> str:
+    """The structure a Desikan-Killiany label belongs to when only boundaries seen in a T1 image count: cortical
+    parcels (split along sulci no image shows) merge into each hemisphere's cortex, the corpus callosum's five
+    parts into one."""
+    if name.startswith(("ctx-lh-", "ctx-rh-")):
+        return "Left-Cerebral-Cortex" if name.startswith("ctx-lh-") else "Right-Cerebral-Cortex"
+    return "Corpus-Callosum" if name.startswith("CC_") else name
+
+
 def write_other_structures_datalist(out_dir: str | Path) -> Path:
     """Real MR for a domain experiment that keeps the evaluation clean: the ICBM 2009c template (another image of
-    the package) with every Desikan-Killiany label **except** :data:`SUBCORTICAL_STRUCTURES` (cortical parcels,
-    white matter, other ventricles, corpus callosum, ...), renumbered ``1..N``, as a Decathlon ``training`` list.
+    the package) with the Desikan-Killiany structures **other than** :data:`SUBCORTICAL_STRUCTURES` (cerebral cortex
+    and white matter per hemisphere, the other ventricles, corpus callosum, cerebellar white matter, ...) as objects
+    ``1..N`` of a Decathlon ``training`` list.
     """
     template, labels, names = load_template_and_labels(ICBM2009C_TEMPLATE)
-    labels = np.where(np.isin(labels, [names[s] for s in SUBCORTICAL_STRUCTURES]), 0, labels)
-    values = sorted(set(np.unique(labels).tolist()) - {0})
-    lookup = np.zeros(int(labels.max()) + 1, dtype=np.int16)
-    lookup[values] = np.arange(1, len(values) + 1)
     by_value = {v: n for n, v in names.items()}
+    present = sorted(set(np.unique(labels).tolist()) - {0})
+    structures = sorted({_visible_structure(by_value[v]) for v in present} - set(SUBCORTICAL_STRUCTURES) - {"Unknown"})
+    number = {name: i + 1 for i, name in enumerate(structures)}
+    lookup = np.zeros(int(labels.max()) + 1, dtype=np.int16)
+    for value in present:
+        lookup[value] = number.get(_visible_structure(by_value[value]), 0)
     return _write_dataset(
         out_dir,
         template,
         ("icbm2009c_t1_brain.nii.gz", "icbm2009c_other_structures.nii.gz", lookup[labels]),
         {
-            "name": "ICBM 2009c template with Desikan-Killiany labels other than the evaluated subcortical structures",
-            "labels": {"0": "background", **{str(i + 1): by_value[v] for i, v in enumerate(values)}},
+            "name": "ICBM 2009c template with Desikan-Killiany structures other than the evaluated subcortical ones",
+            "labels": {"0": "background", **{str(i): name for name, i in number.items()}},
             "training": [{"image": "icbm2009c_t1_brain.nii.gz", "label": "icbm2009c_other_structures.nii.gz"}],
             "validation": [],
         },
