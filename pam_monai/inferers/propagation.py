@@ -8,7 +8,6 @@ mask is smaller than ``min_guide_area``.
 
 from __future__ import annotations
 
-import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -16,14 +15,24 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from monai.data import MetaTensor
-from monai.data.utils import affine_to_spacing
 from monai.inferers import Inferer
 from scipy import ndimage
 from tqdm.auto import tqdm
 
 from pam_monai.inferers.box2mask import Box2MaskInferer, foreground_probability
+from pam_monai.inferers.propagation_parts import (
+    _all_finite,
+    _continuous,
+    _device,
+    _forward,
+    _paste_region,
+    _Region,
+    _spacing,
+    _Timer,
+    _volume_3d,
+    _zeros,
+)
 from pam_monai.transforms.intensity import apply_window, guided_window
 from pam_monai.transforms.prompt import (
     Box3DPrompt,
@@ -566,165 +575,3 @@ class PropagationInferer(Inferer):
             touching.discard(0)
             cleaned[np.isin(components, sorted(touching))] = lab
         return torch.from_numpy(cleaned).to(out.device)
-
-
-class _Region:
-    """Running union of in-plane ``[r0, r1) x [c0, c1)`` rectangles."""
-
-    def __init__(self) -> None:
-        self.r0 = self.c0 = None
-        self.r1 = self.c1 = None
-
-    def add(self, rows: slice, cols: slice) -> None:
-        if self.r0 is None:
-            self.r0, self.r1, self.c0, self.c1 = rows.start, rows.stop, cols.start, cols.stop
-        else:
-            self.r0, self.r1 = min(self.r0, rows.start), max(self.r1, rows.stop)
-            self.c0, self.c1 = min(self.c0, cols.start), max(self.c1, cols.stop)
-
-    def add_mask(self, mask: torch.Tensor) -> None:
-        rows = torch.nonzero(mask.any(dim=1)).flatten()
-        cols = torch.nonzero(mask.any(dim=0)).flatten()
-        if len(rows):
-            self.add(slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1))
-
-    def bounds(self, height: int, width: int) -> tuple[int, int, int, int]:
-        if self.r0 is None:
-            return 0, 1, 0, 1
-        return self.r0, self.r1, self.c0, self.c1
-
-
-class _Timer:
-    """Wall time per stage, added up over the stage's blocks.
-
-    CUDA kernels run asynchronously: without a barrier a stage would be charged only for launching its kernels and
-    the next stage that reads a result (``int(...)``, ``.cpu()``) for running them. On a CUDA ``device`` every stage
-    therefore starts and ends with ``torch.cuda.synchronize``; elsewhere there is no barrier and no cost.
-    """
-
-    def __init__(self, device: torch.device | None = None) -> None:
-        self.seconds: dict[str, float] = defaultdict(float)
-        self.cuda = device if device is not None and device.type == "cuda" else None
-
-    def __call__(self, stage: str) -> _Stage:
-        return _Stage(self, stage)
-
-
-class _Stage:
-    def __init__(self, timer: _Timer, stage: str) -> None:
-        self.timer, self.stage = timer, stage
-
-    def _sync(self) -> None:
-        if self.timer.cuda is not None:
-            torch.cuda.synchronize(self.timer.cuda)
-
-    def __enter__(self) -> None:
-        self._sync()
-        self.start = time.perf_counter()
-
-    def __exit__(self, *exc: object) -> None:
-        self._sync()
-        self.timer.seconds[self.stage] += time.perf_counter() - self.start
-
-
-def _all_finite(volume: torch.Tensor) -> bool:
-    """No NaN or infinity; a finite sum proves it in one cheap reduction (exact check only if the sum is not)."""
-    if not volume.is_floating_point():
-        return True
-    return bool(torch.isfinite(volume.sum())) or bool(torch.isfinite(volume).all())
-
-
-def _zeros(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """Zeros; on the CPU from ``calloc`` (numpy), so the pages of a large, mostly untouched volume cost no time
-    or resident memory until written."""
-    if torch.device(device).type == "cpu":
-        return torch.from_numpy(np.zeros(shape, dtype=torch.empty((), dtype=dtype).numpy().dtype))
-    return torch.zeros(shape, dtype=dtype, device=device)
-
-
-def _paste_region(
-    prediction: torch.Tensor, window: RoIWindow, height: int, width: int
-) -> tuple[torch.Tensor, slice, slice]:
-    """The part of :func:`~pam_monai.transforms.roi.paste_back` that can be nonzero: ``(values, rows, cols)``.
-
-    ``paste_back(prediction, window, height, width)[:, rows, cols]`` equals ``values``; elsewhere it is 0.
-    """
-    rows, cols, win_rows, win_cols = window.clipped(height, width)
-    if prediction.shape[-1] != window.size:
-        prediction = F.interpolate(
-            prediction[:, None].float(), size=(window.size, window.size), mode="bilinear", align_corners=False
-        )[:, 0]
-    return prediction[:, win_rows, win_cols].float(), rows, cols
-
-
-def _continuous(probabilities: torch.Tensor, guide: torch.Tensor, shift_px: int) -> torch.Tensor:
-    """Walk outward from the guide: each slice keeps only what lies within ``shift_px`` of the previous mask.
-
-    Args:
-        probabilities: ``(N, H, W)`` foreground probabilities of consecutive slices, nearest to the guide first.
-        guide: ``(H, W)`` guiding mask.
-        shift_px: largest outline movement between neighbouring slices.
-    """
-    kernel = 2 * shift_px + 1
-    previous = guide.float()
-    out = torch.zeros_like(probabilities)
-    for i in range(len(probabilities)):
-        reach = torch.nn.functional.max_pool2d(previous[None, None], kernel, stride=1, padding=shift_px)[0, 0]
-        out[i] = probabilities[i] * reach
-        previous = (out[i] > 0.5).float()
-        if not bool(previous.any()):
-            break
-    return out
-
-
-def _forward(
-    network: Callable[..., Any],
-    guides: torch.Tensor,
-    masks: torch.Tensor,
-    queries: torch.Tensor,
-    index: torch.Tensor,
-    forward_indexed: Callable[..., Any] | None = None,
-) -> list[torch.Tensor]:
-    if forward_indexed is not None:
-        return forward_indexed(guides, masks, queries, index)
-    module = getattr(network, "module", network)
-    if hasattr(module, "forward_indexed"):
-        return module.forward_indexed(guides, masks, queries, index)
-    # A network with only the (B, Nq) forward: one call per guiding slice.
-    outputs = [network(guides[g : g + 1], masks[g : g + 1], queries[index == g][None]) for g in index.unique()]
-    return [torch.cat(heads) for heads in zip(*outputs)]
-
-
-def _volume_3d(inputs: torch.Tensor | np.ndarray) -> torch.Tensor:
-    volume = (
-        inputs.as_tensor()
-        if isinstance(inputs, MetaTensor)
-        else torch.as_tensor(np.asarray(inputs) if not isinstance(inputs, torch.Tensor) else inputs)
-    )
-    while volume.ndim > 3 and volume.shape[0] == 1:
-        volume = volume[0]
-    if volume.ndim != 3:
-        raise ValueError(f"the image must be 3D (one channel), got shape {tuple(volume.shape)}.")
-    if min(volume.shape) < 2:
-        raise ValueError(f"the image must have at least 2 voxels along each axis, got shape {tuple(volume.shape)}.")
-    return volume
-
-
-def _spacing(inputs: torch.Tensor | np.ndarray, spacing: Sequence[float] | None) -> tuple[float, float, float]:
-    if spacing is not None:
-        values = tuple(float(s) for s in spacing)
-    elif isinstance(inputs, MetaTensor):
-        affine = inputs.affine[0] if inputs.affine.ndim == 3 else inputs.affine
-        values = tuple(float(s) for s in affine_to_spacing(affine, r=3))
-    else:
-        values = (1.0, 1.0, 1.0)
-    if len(values) != 3 or not all(np.isfinite(v) and v > 0 for v in values):
-        raise ValueError(f"the voxel spacing must be 3 positive numbers, got {values}.")
-    return values  # type: ignore[return-value]
-
-
-def _device(network: Callable[..., Any]) -> torch.device:
-    if isinstance(network, torch.nn.Module):
-        for p in network.parameters():
-            return p.device
-    return torch.device("cpu")
