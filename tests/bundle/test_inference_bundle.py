@@ -67,8 +67,16 @@ def test_inference_section_rejects_a_bad_prompt(case: dict[str, Path], tmp_path:
 
 
 def test_metadata_verifies_offline_against_the_kept_schema(tmp_path: Path) -> None:
-    command = [sys.executable, "-m", "monai.bundle", "verify_metadata", "--meta_file",
-               str(BUNDLE / "configs" / "metadata.json"), "--filepath", str(BUNDLE / "configs" / "meta_schema.json")]
+    command = [
+        sys.executable,
+        "-m",
+        "monai.bundle",
+        "verify_metadata",
+        "--meta_file",
+        str(BUNDLE / "configs" / "metadata.json"),
+        "--filepath",
+        str(BUNDLE / "configs" / "meta_schema.json"),
+    ]
     process = subprocess.run(command, capture_output=True, text=True, check=False, timeout=120)
     assert process.returncode == 0, process.stderr[-1000:]
     assert "verified with no error" in process.stdout + process.stderr

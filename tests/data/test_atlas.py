@@ -73,3 +73,12 @@ def test_largest_slice_prompt_is_the_widest_slice() -> None:
     assert index == 4 and prompt.sum() == 36 and prompt[..., 4].sum() == 36
     with pytest.raises(ValueError, match="absent"):
         largest_slice_prompt(labels, 3)
+
+
+def test_cli_reports_an_unwritable_folder_in_one_line(tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    assert main(["--other-structures", str(blocker / "set")]) == 1
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("error:") and len(error.splitlines()) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]

@@ -90,3 +90,23 @@ def test_cli_reports_a_missing_checkpoint_in_one_line(tmp_path: Path, capsys) ->
     code = main(["--synthetic", "1", "--checkpoint", str(tmp_path / "missing.pt")])
     error = capsys.readouterr().err
     assert code == 1 and error.startswith("error:") and len(error.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"), [(["--max-offset", "0"], "max_offset"), (["--dataset-dir", "/nonexistent"], "not found")]
+)
+def test_cli_rejects_bad_requests_in_one_line(tmp_path: Path, capsys, flags: list[str], message: str) -> None:  # noqa: ANN001
+    output = tmp_path / "profile.json"
+    source = [] if "--dataset-dir" in flags else ["--synthetic", "1"]
+    assert main([*source, *flags, "--output", str(output)]) == 1
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("error:") and message in error and len(error.splitlines()) == 1
+    assert not list(tmp_path.iterdir())  # nothing written
+
+
+def test_cli_reports_an_unwritable_output_in_one_line(tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    output = blocker / "profile.json"
+    assert main(["--synthetic", "1", "--axes", "2", "--max-offset", "2", "--output", str(output)]) == 1
+    assert capsys.readouterr().err.startswith("error:") and sorted(p.name for p in tmp_path.iterdir()) == ["file"]
