@@ -77,30 +77,30 @@ def offset_profile(
         for axis in axes:
             index = object_prompt(truth, axis, "mask")["slice_index"]
             stack = np.moveaxis(truth, axis, 0)
+            offsets = []
             for step in (-1, 1):
-                offsets = []
                 for k in range(1, max_offset + 1):
                     i = index + step * k
                     if not 0 <= i < len(stack) or int(stack[i].sum()) < min_area:
                         break
                     offsets.append(step * k)
-                if not offsets:
-                    continue
-                probabilities = inferer.predict_slices(
-                    image, network, guide_mask=stack[index], slice_index=index, offsets=offsets, axis=axis
+            if not offsets:
+                continue
+            probabilities = inferer.predict_slices(
+                image, network, guide_mask=stack[index], slice_index=index, offsets=offsets, axis=axis
+            )
+            predicted = (probabilities > 0.5).cpu().numpy()
+            for offset, mask in zip(offsets, predicted):
+                target = stack[index + offset]
+                records.append(
+                    {
+                        "label": int(value),
+                        "axis": int(axis),
+                        "offset": int(offset),
+                        "network_dsc": _dice(mask, target),
+                        "copy_dsc": _dice(stack[index], target),
+                    }
                 )
-                predicted = (probabilities > 0.5).cpu().numpy()
-                for offset, mask in zip(offsets, predicted):
-                    target = stack[index + offset]
-                    records.append(
-                        {
-                            "label": int(value),
-                            "axis": int(axis),
-                            "offset": int(offset),
-                            "network_dsc": _dice(mask, target),
-                            "copy_dsc": _dice(stack[index], target),
-                        }
-                    )
     return records
 
 

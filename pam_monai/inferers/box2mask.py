@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from monai.inferers import Inferer
 
+from pam_monai.inferers.propagation_parts import network_input_size
 from pam_monai.transforms.intensity import (
     DEFAULT_HIGH_CANDIDATES,
     DEFAULT_LOW_CANDIDATES,
@@ -85,7 +86,7 @@ class Box2MaskInferer(Inferer):
 
     def _sizes(self, network: torch.nn.Module) -> tuple[int, int]:
         module = getattr(network, "module", network)
-        size = int(getattr(module, "input_size", 224))
+        size = network_input_size(module)
         if self.candidate_size is not None:
             return size, self.candidate_size
         factor = 2 ** (len(module.encoder.features) - 1) if hasattr(module, "encoder") else 32

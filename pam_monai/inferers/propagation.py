@@ -32,6 +32,7 @@ from pam_monai.inferers.propagation_parts import (
     _Timer,
     _volume_3d,
     _zeros,
+    network_input_size,
 )
 from pam_monai.transforms.intensity import apply_window, guided_window
 from pam_monai.transforms.prompt import (
@@ -345,7 +346,7 @@ class PropagationInferer(Inferer):
         Predictions are only ever nonzero inside their RoI window, so paste-back, the continuity constraint and
         the vote update work on the window's part of the slice (identical results, no full-slice arrays).
         """
-        size = int(getattr(getattr(network, "module", network), "input_size", 224))
+        size = network_input_size(network)
         height, width = vol.shape[1:]
         with timer("normalise"):
             plans, guides, guide_masks, queries, guide_index = [], [], [], [], []
@@ -470,7 +471,7 @@ class PropagationInferer(Inferer):
             raise PromptError(
                 f"the guide slice and every slice_index + offset (offset != 0) must lie in 0..{depth - 1}."
             )
-        size = int(getattr(getattr(network, "module", network), "input_size", 224))
+        size = network_input_size(network)
         window = guided_window(vol[int(slice_index)], mask)
         guide, queries, guide_crop, roi = self._roi_crops(vol, int(slice_index), indices, mask, window, size)
         with self._autocast(vol.device):

@@ -177,3 +177,8 @@ def _device(network: Callable[..., Any]) -> torch.device:
         for p in network.parameters():
             return p.device
     return torch.device("cpu")
+
+
+def network_input_size(network: Callable[..., Any]) -> int:
+    """The square side the network was trained for (``input_size``, default 224)."""
+    return int(getattr(getattr(network, "module", network), "input_size", 224))

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from pam_monai.inferers.box2mask import foreground_probability
+from pam_monai.inferers.propagation_parts import _device, network_input_size
 from pam_monai.transforms.intensity import apply_window, guided_window
 
 __all__ = [
@@ -123,16 +124,6 @@ def pooled_guide_window(guides: Sequence[tuple[np.ndarray, np.ndarray]]) -> tupl
     inside = np.concatenate([mask.ravel() for _, mask in guides])
     step = int(inside.sum()) // _MAX_QUANTILE_VALUES + 1
     return guided_window(torch.from_numpy(values[::step]), torch.from_numpy(inside[::step]))
-
-
-def network_input_size(network: torch.nn.Module) -> int:
-    """The square side the network was trained for (``input_size``, default 224)."""
-    return int(getattr(getattr(network, "module", network), "input_size", 224))
-
-
-def _device(network: torch.nn.Module) -> torch.device:
-    parameter = next(iter(network.parameters()), None)
-    return parameter.device if parameter is not None else torch.device("cpu")
 
 
 def pad_square(image: torch.Tensor, value: float) -> tuple[torch.Tensor, int, int]:
