@@ -458,6 +458,8 @@ class PropagationInferer(Inferer):
         """
         volume = _volume_3d(inputs)
         plane_axes(axis)
+        if not _all_finite(volume):
+            raise ValueError("the image contains NaN or infinite intensities.")
         vol = volume.to(device=_device(network), dtype=torch.float32).movedim(axis, 0)
         depth, height, width = vol.shape
         mask = torch.as_tensor(np.asarray(guide_mask) if not isinstance(guide_mask, torch.Tensor) else guide_mask)

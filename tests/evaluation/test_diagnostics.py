@@ -76,6 +76,15 @@ def test_predict_slices_rejects_bad_requests(kwargs: dict, message: str) -> None
         PropagationInferer().predict_slices(image, OraclePropMask(), **request)
 
 
+def test_predict_slices_rejects_nan_intensities() -> None:
+    image, label = tapering_object()
+    image[3, 3, 3] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        PropagationInferer().predict_slices(
+            image, OraclePropMask(), guide_mask=label[..., 22] > 0, slice_index=22, offsets=[1]
+        )
+
+
 def test_cli_measures_generated_volumes_with_the_default_weights(tmp_path: Path, capsys) -> None:  # noqa: ANN001
     output = tmp_path / "profile.json"
     assert main(["--synthetic", "1", "--axes", "2", "--max-offset", "3", "--output", str(output)]) == 0
