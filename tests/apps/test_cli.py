@@ -52,24 +52,24 @@ def _weights(files: dict[str, Path]) -> list[str]:
     return ["--checkpoint", str(files["propmask"]), "--box2mask-checkpoint", str(files["box2mask"]), "--no-progress"]
 
 
+def _segment_mask_prompt(files: dict[str, Path], out: Path, *flags: str) -> list[str]:
+    """``segment`` with the test image's mask prompt, writing ``out``, with the test weights."""
+    return [
+        "segment",
+        str(files["image"]),
+        "--mask-prompt",
+        str(files["prompt"]),
+        "-o",
+        str(out),
+        *flags,
+        *_weights(files),
+    ]
+
+
 def test_mask_prompt_writes_mask_report_and_preview(files: dict[str, Path], tmp_path: Path) -> None:
     out, report, preview = tmp_path / "seg.nii.gz", tmp_path / "seg.json", tmp_path / "seg.png"
     code = main(
-        [
-            "segment",
-            str(files["image"]),
-            "--mask-prompt",
-            str(files["prompt"]),
-            "-o",
-            str(out),
-            "--report",
-            str(report),
-            "--preview",
-            str(preview),
-            "--thickness-mm",
-            "5",
-            *_weights(files),
-        ]
+        _segment_mask_prompt(files, out, "--report", str(report), "--preview", str(preview), "--thickness-mm", "5")
     )
     assert code == 0
     written = nib.load(out)
@@ -105,18 +105,7 @@ def test_precision_and_mirroring_flags_reach_the_inferer(
 
     monkeypatch.setattr(PropagationInferer, "propagate", recording)
     out = tmp_path / "seg.nii.gz"
-    code = main(
-        [
-            "segment",
-            str(files["image"]),
-            "--mask-prompt",
-            str(files["prompt"]),
-            "-o",
-            str(out),
-            *flags,
-            *_weights(files),
-        ]
-    )
+    code = main(_segment_mask_prompt(files, out, *flags))
     assert code == 0 and out.is_file()
     assert seen and seen[0].amp == ("--amp" in flags) and seen[0].flip_tta == ("--flip-tta" in flags)
 
