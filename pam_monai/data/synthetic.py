@@ -10,6 +10,10 @@ be mixed with real scans:
   "bitten" concave ellipsoids, multi-lobed objects whose cross-sections split and merge from slice to slice, and
   curved horns that taper to a thin tip (their cross-sections shrink, drift and vanish);
   objects are often placed touching each other and later objects overwrite earlier ones;
+* **hidden boundaries**: an object touching an earlier one often takes on that object's look (same mean, same
+  texture statistics), so the two labels meet along a boundary the image does not show -- as hippocampus meets
+  amygdala, or thalamus meets the surrounding grey matter. Only the guide mask tells where such a boundary runs,
+  so propagation has to carry it from slice to slice instead of following an edge;
 * **appearance**: organ-like tissue patches and multi-scale texture in the background (unlabelled distractors),
   objects brighter or darker than their local surroundings with contrast from barely visible to strong, internal
   texture, enhancing rims, sharp or blurred edges, an optional body outline surrounded by air;
@@ -66,6 +70,8 @@ SLICE_SPACING_RANGE: tuple[float, float] = (0.5, 5.0)
 MIN_OBJECT_VOXELS: int = 200
 CLEAN_FRACTION: float = 0.2
 """Share of "clean" volumes: flat untextured objects, a smooth image and almost no noise (templates, denoised scans)."""
+HIDDEN_BOUNDARY_PROBABILITY: float = 0.5
+"""Chance that an object touching an earlier-painted one copies its look, so that their shared boundary is invisible."""
 
 _MODALITIES = ("CT", "MR")
 # Tissue classes for CT backgrounds and objects: (low, high) HU.
@@ -562,6 +568,8 @@ def _paint_objects(
     """Paint objects ``1..N`` of ``label`` into ``img`` in place (local contrast, texture, rims, blurred edges)."""
     struct = ndimage.generate_binary_structure(3, 1)
     margin = np.maximum(np.ceil(3.0 / g.spacing).astype(int), 2)
+    unit = 1.0 if modality == "MR" else 100.0
+    looks: dict[int, tuple[float, float, float]] = {}  # label -> (mean, texture amplitude, texture scale mm)
     for k, box in enumerate(ndimage.find_objects(label), start=1):
         if box is None:
             continue
@@ -569,14 +577,26 @@ def _paint_objects(
         mask = label[sl] == k
         crop = img[sl]
         ring = ndimage.binary_dilation(mask, struct, iterations=2) & ~mask
+        neighbours = sorted(set(np.unique(label[sl][ring]).tolist()) & set(looks))
+        if neighbours and rng.random() < HIDDEN_BOUNDARY_PROBABILITY:
+            target, amp, scale = looks[neighbours[int(rng.integers(len(neighbours)))]]
+            if amp > 0:
+                target_val = np.float32(target) + np.float32(amp) * g.box_noise(rng, sl, scale)[0]
+            else:
+                target_val = np.full(mask.shape, target, dtype=np.float32)
+            looks[k] = (target, amp, scale)
+            crop[mask] = target_val[mask]  # a sharp label edge in an unbroken tissue: nothing to see
+            continue
         local = float(crop[ring].mean()) if ring.any() else float(crop[mask].mean())
         target = _object_intensity(rng, modality, local, kinds[k - 1])
         contrast = abs(target - local)
-        unit = 1.0 if modality == "MR" else 100.0
         val = np.full(mask.shape, target, dtype=np.float32)
+        amp, scale = 0.0, 0.0
         if rng.random() < texture_probability:  # internal texture
             amp = rng.uniform(0.0, 0.35) * contrast + rng.uniform(0.0, 0.03) * unit
-            val += np.float32(amp) * g.box_noise(rng, sl, rng.uniform(1.5, 10.0) + g.min_spacing)[0]
+            scale = rng.uniform(1.5, 10.0) + g.min_spacing
+            val += np.float32(amp) * g.box_noise(rng, sl, scale)[0]
+        looks[k] = (target, amp, scale)
         if rng.random() < 0.15 and mask.sum() > 1000:  # enhancing (or dark) rim
             rim = mask & ~ndimage.binary_erosion(mask, struct, iterations=int(rng.integers(1, 3)))
             val[rim] += np.float32(rng.uniform(-0.5, 1.0) * max(contrast, 0.05 * unit))

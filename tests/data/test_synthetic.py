@@ -293,3 +293,29 @@ def test_clean_volumes_are_smooth_and_nearly_noise_free(monkeypatch):
     monkeypatch.setattr(synthetic, "CLEAN_FRACTION", 0.0)
     noisy = [high_frequency(generate_volume(seed, SMALL, spacing=(1.0, 1.0, 1.0))) for seed in range(6)]
     assert np.median(clean) < 0.5 * np.median(noisy), (clean, noisy)
+
+
+def _touching_pair_contrasts(vol: SyntheticVolume) -> list[float]:
+    """|mean(a) - mean(b)| over touching label pairs, relative to the image's spread."""
+    struct = ndimage.generate_binary_structure(3, 1)
+    spread = float(np.percentile(vol.image, 99) - np.percentile(vol.image, 1)) + 1e-6
+    means = ndimage.mean(vol.image, vol.label, index=np.arange(1, int(vol.label.max()) + 1))
+    contrasts = []
+    for a in range(1, int(vol.label.max()) + 1):
+        ring = ndimage.binary_dilation(vol.label == a, struct) & (vol.label > a)
+        for b in np.unique(vol.label[ring]):
+            contrasts.append(abs(means[a - 1] - means[b - 1]) / spread)
+    return contrasts
+
+
+def test_hidden_boundaries_make_touching_objects_look_alike(monkeypatch):
+    from pam_monai.data import synthetic
+
+    def median_contrast(probability: float) -> float:
+        monkeypatch.setattr(synthetic, "HIDDEN_BOUNDARY_PROBABILITY", probability)
+        pairs = [c for seed in range(12) for c in _touching_pair_contrasts(generate_volume(seed, SMALL))]
+        assert len(pairs) >= 5
+        return float(np.median(pairs))
+
+    hidden, visible = median_contrast(1.0), median_contrast(0.0)
+    assert hidden < 0.3 * visible, (hidden, visible)
