@@ -225,12 +225,14 @@ def volume_dataset(
     synthetic_transform: Callable[..., Any] | None = None,
     cache_rate: float = 1.0,
     num_workers: int | None = 1,
+    synthetic_hidden_boundaries: float | None = None,
 ) -> torch.utils.data.Dataset:
     """Cached training volumes: datalist entries read by ``transform`` plus ``synthetic_volumes`` generated ones.
 
     Each part is a MONAI ``CacheDataset`` (``copy_cache=False``: the task samplers never modify a volume), so the
     volumes are read or generated once, at start-up. Synthetic volume ``i`` comes from seed ``synthetic_seed + i``
-    (:class:`pam_monai.data.synthetic.SyntheticVolumeDataset`, as MetaTensors with their spacing).
+    (:class:`pam_monai.data.synthetic.SyntheticVolumeDataset`, as MetaTensors with their spacing), generated with
+    ``synthetic_hidden_boundaries`` as the generator's ``hidden_boundaries`` (``None``: its default).
 
     Returns:
         one dataset, or a ``ConcatDataset`` of both parts (possibly empty).
@@ -256,6 +258,7 @@ def volume_dataset(
             shape=tuple(int(s) for s in synthetic_shape),
             seed=int(synthetic_seed),
             as_meta_tensor=True,
+            hidden_boundaries=synthetic_hidden_boundaries,
         )
         if workers > 1:
             # Generation is numpy/scipy work that holds the GIL: CacheDataset's threads would run it one at a time,

@@ -271,3 +271,15 @@ def test_training_time_limit_refuses_a_budget_that_is_not_seconds(budget) -> Non
 
     with pytest.raises(SystemExit, match="max_training_seconds must be a number of seconds"):
         exit_on_error(TrainingTimeLimit, budget)
+
+
+def test_synthetic_hidden_boundaries_reach_the_generator() -> None:
+    def first(probability: float) -> dict:
+        return volume_dataset(
+            [], None, synthetic_volumes=1, synthetic_shape=(48, 48, 32), synthetic_seed=3,
+            synthetic_hidden_boundaries=probability,
+        )[0]  # fmt: skip
+
+    hidden, visible = first(1.0), first(0.0)
+    assert torch.equal(torch.as_tensor(hidden["label"]), torch.as_tensor(visible["label"]))
+    assert not torch.equal(torch.as_tensor(hidden["image"]), torch.as_tensor(visible["image"]))

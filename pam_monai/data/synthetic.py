@@ -71,7 +71,7 @@ MIN_OBJECT_VOXELS: int = 200
 CLEAN_FRACTION: float = 0.2
 """Share of "clean" volumes: flat untextured objects, a smooth image and almost no noise (templates, denoised scans)."""
 HIDDEN_BOUNDARY_PROBABILITY: float = 0.5
-"""Chance that an object touching an earlier-painted one copies its look, so that their shared boundary is invisible."""
+"""Default chance that an object touching an earlier-painted one copies its look (their shared boundary is hidden)."""
 
 _MODALITIES = ("CT", "MR")
 # Tissue classes for CT backgrounds and objects: (low, high) HU.
@@ -564,6 +564,7 @@ def _paint_objects(
     kinds: list[str],
     modality: str,
     texture_probability: float = 0.7,
+    hidden_boundaries: float = HIDDEN_BOUNDARY_PROBABILITY,
 ) -> None:
     """Paint objects ``1..N`` of ``label`` into ``img`` in place (local contrast, texture, rims, blurred edges)."""
     struct = ndimage.generate_binary_structure(3, 1)
@@ -578,7 +579,7 @@ def _paint_objects(
         crop = img[sl]
         ring = ndimage.binary_dilation(mask, struct, iterations=2) & ~mask
         neighbours = sorted(set(np.unique(label[sl][ring]).tolist()) & set(looks))
-        if neighbours and rng.random() < HIDDEN_BOUNDARY_PROBABILITY:
+        if neighbours and rng.random() < hidden_boundaries:
             target, amp, scale = looks[neighbours[int(rng.integers(len(neighbours)))]]
             if amp > 0:
                 target_val = np.float32(target) + np.float32(amp) * g.box_noise(rng, sl, scale)[0]
@@ -614,6 +615,7 @@ def _synthesise(
     num_objects: tuple[int, int],
     min_voxels: int,
     clean: bool = False,
+    hidden_boundaries: float = HIDDEN_BOUNDARY_PROBABILITY,
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Labels and noise-free image on grid ``g``.
 
@@ -681,7 +683,8 @@ def _synthesise(
     counts = np.bincount(label.ravel(), minlength=len(kinds) + 1)
     kinds = [kind for kind, count in zip(kinds, counts[1:]) if count >= min_voxels]
     label = _relabel(label, min_voxels)
-    _paint_objects(rng, g, img, label, kinds, modality, texture_probability=0.1 if clean else 0.7)
+    texture = 0.1 if clean else 0.7
+    _paint_objects(rng, g, img, label, kinds, modality, texture, hidden_boundaries)
     return img, label, kinds
 
 
@@ -703,6 +706,7 @@ def generate_volume(
     spacing: Sequence[float] | None = None,
     min_voxels: int = MIN_OBJECT_VOXELS,
     partial_volume: bool | None = None,
+    hidden_boundaries: float | None = None,
 ) -> SyntheticVolume:
     """Generate one random labelled volume.
 
@@ -719,6 +723,9 @@ def generate_volume(
         partial_volume: simulate slice-thickness partial volume (generate on a 3x finer slice grid, blur and
             average down); drawn at random (30 % of volumes with slice spacing >= 1.5 mm) if ``None``. An object
             that drops below ``min_voxels`` only through the downsampling (rare) is left unlabelled.
+        hidden_boundaries: chance in [0, 1] that an object touching an earlier one takes on its look, so that their
+            shared boundary does not show in the image (default :data:`HIDDEN_BOUNDARY_PROBABILITY`). The labels do
+            not depend on it.
 
     Returns:
         The :class:`SyntheticVolume` (image float32 ``(X, Y, Z)``, label uint8 ``(X, Y, Z)`` with labels ``1..N``).
@@ -728,6 +735,9 @@ def generate_volume(
         raise ValueError(f"shape must be 3 sizes >= 4, got {shape}")
     if num_objects[0] < 1 or num_objects[1] < num_objects[0]:
         raise ValueError(f"num_objects must be a range (lo, hi) with 1 <= lo <= hi, got {num_objects}")
+    hidden = HIDDEN_BOUNDARY_PROBABILITY if hidden_boundaries is None else float(hidden_boundaries)
+    if not 0.0 <= hidden <= 1.0:
+        raise ValueError(f"hidden_boundaries must be a probability in [0, 1], got {hidden_boundaries}")
     rng = np.random.default_rng(seed)
     drawn_modality = _MODALITIES[int(rng.integers(2))]
     modality = drawn_modality if modality is None else str(modality).upper()
@@ -748,7 +758,7 @@ def generate_volume(
     if use_pv:
         f = _PV_FACTOR
         fine = _Grid((shape[0], shape[1], shape[2] * f), (spacing[0], spacing[1], spacing[2] / f))
-        img, label, _ = _synthesise(rng, fine, modality, num_objects, min_voxels * f, clean)
+        img, label, _ = _synthesise(rng, fine, modality, num_objects, min_voxels * f, clean, hidden)
         sigma = rng.uniform(0.3, 0.6) * f
         img = ndimage.gaussian_filter1d(img, sigma, axis=2, mode="nearest")
         img = img.reshape(shape[0], shape[1], shape[2], f).mean(axis=3)
@@ -756,7 +766,7 @@ def generate_volume(
         label = _relabel(label[:, :, f // 2 :: f], min_voxels)
         use_pv = int(label.max()) >= 2  # (very rare) fewer than two objects left: redraw without partial volume
     if not use_pv:
-        img, label, _ = _synthesise(rng, _Grid(shape, spacing), modality, num_objects, min_voxels, clean)
+        img, label, _ = _synthesise(rng, _Grid(shape, spacing), modality, num_objects, min_voxels, clean, hidden)
     if clean:
         img = ndimage.gaussian_filter(img, rng.uniform(0.4, 1.2) / np.asarray(spacing), mode="nearest")
     noise_scale = np.float32(rng.uniform(0.0, 0.15) if clean else 1.0)

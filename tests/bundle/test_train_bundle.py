@@ -94,8 +94,8 @@ def test_fine_tuning_from_the_export_on_synthetic_volumes(propmask_run, tmp_path
     log = check(
         run_training(
             "--use_synthetic", "true", "--synthetic_volumes", "1", "--synthetic_validation_volumes", "0",
-            "--synthetic_shape", "[48,48,48]", "--tasks_per_volume", "2", "--learning_rate", "0.0",
-            "--pretrained_checkpoint", str(out / "model.pt"),
+            "--synthetic_shape", "[48,48,48]", "--synthetic_hidden_boundaries", "0.0", "--tasks_per_volume", "2",
+            "--learning_rate", "0.0", "--pretrained_checkpoint", str(out / "model.pt"),
             "--ckpt_dir", str(tmp_path / "ckpt"), "--export_path", str(tmp_path / "tuned.pt"),
         )
     )  # fmt: skip

@@ -308,14 +308,30 @@ def _touching_pair_contrasts(vol: SyntheticVolume) -> list[float]:
     return contrasts
 
 
-def test_hidden_boundaries_make_touching_objects_look_alike(monkeypatch):
-    from pam_monai.data import synthetic
-
+def test_hidden_boundaries_make_touching_objects_look_alike():
     def median_contrast(probability: float) -> float:
-        monkeypatch.setattr(synthetic, "HIDDEN_BOUNDARY_PROBABILITY", probability)
-        pairs = [c for seed in range(12) for c in _touching_pair_contrasts(generate_volume(seed, SMALL))]
+        pairs = [
+            c
+            for seed in range(12)
+            for c in _touching_pair_contrasts(generate_volume(seed, SMALL, hidden_boundaries=probability))
+        ]
         assert len(pairs) >= 5
         return float(np.median(pairs))
 
     hidden, visible = median_contrast(1.0), median_contrast(0.0)
     assert hidden < 0.3 * visible, (hidden, visible)
+
+
+def test_hidden_boundaries_change_the_look_not_the_labels():
+    hidden = generate_volume(3, SMALL, hidden_boundaries=1.0)
+    visible = generate_volume(3, SMALL, hidden_boundaries=0.0)
+    assert np.array_equal(hidden.label, visible.label)
+    assert not np.array_equal(hidden.image, visible.image)
+    default = generate_volume(3, SMALL)
+    assert np.array_equal(default.image, generate_volume(3, SMALL).image)  # still deterministic by seed
+
+
+@pytest.mark.parametrize("probability", [-0.1, 1.5])
+def test_hidden_boundaries_must_be_a_probability(probability):
+    with pytest.raises(ValueError, match="hidden_boundaries"):
+        generate_volume(0, SMALL, hidden_boundaries=probability)
