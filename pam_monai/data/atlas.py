@@ -100,6 +100,8 @@ def inter_atlas_agreement() -> list[dict[str, Any]]:
     The atlases were drawn on other brains, so no method that follows this template's image can be expected to
     agree with Desikan-Killiany much better than they agree with each other.
     """
+    from pam_monai.evaluation.metrics import binary_dice
+
     template, labels, names = load_template_and_labels()
     data = atlas_data_dir() / "atlases"
     neuromorphometrics = _resample(nib.load(data / "atlas_neuromorphometrics.nii.gz"), template)
@@ -118,7 +120,7 @@ def inter_atlas_agreement() -> list[dict[str, Any]]:
                 theirs = neuromorphometrics == value
             else:
                 theirs = _resample(harvard_oxford, template, order=1, volume=value) >= 50.0
-            row[atlas] = 2.0 * float((ours & theirs).sum()) / float(ours.sum() + theirs.sum())
+            row[atlas] = binary_dice(ours, theirs)
         rows.append(row)
     return rows
 

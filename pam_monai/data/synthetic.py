@@ -580,13 +580,11 @@ def _paint_objects(
         ring = ndimage.binary_dilation(mask, struct, iterations=2) & ~mask
         neighbours = sorted(set(np.unique(label[sl][ring]).tolist()) & set(looks))
         if neighbours and rng.random() < hidden_boundaries:
-            target, amp, scale = looks[neighbours[int(rng.integers(len(neighbours)))]]
+            looks[k] = target, amp, scale = looks[neighbours[int(rng.integers(len(neighbours)))]]
+            val = np.full(mask.shape, target, dtype=np.float32)
             if amp > 0:
-                target_val = np.float32(target) + np.float32(amp) * g.box_noise(rng, sl, scale)[0]
-            else:
-                target_val = np.full(mask.shape, target, dtype=np.float32)
-            looks[k] = (target, amp, scale)
-            crop[mask] = target_val[mask]  # a sharp label edge in an unbroken tissue: nothing to see
+                val += np.float32(amp) * g.box_noise(rng, sl, scale)[0]
+            crop[mask] = val[mask]  # a sharp label edge in an unbroken tissue: nothing to see
             continue
         local = float(crop[ring].mean()) if ring.any() else float(crop[mask].mean())
         target = _object_intensity(rng, modality, local, kinds[k - 1])

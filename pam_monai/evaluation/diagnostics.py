@@ -20,15 +20,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from pam_monai.evaluation.metrics import binary_dice
 from pam_monai.evaluation.objects import object_prompt
 from pam_monai.inferers.propagation import PropagationInferer
 
 __all__ = ["offset_profile", "summarise_profile"]
-
-
-def _dice(a: np.ndarray, b: np.ndarray) -> float:
-    total = int(a.sum()) + int(b.sum())
-    return 2.0 * int((a & b).sum()) / total if total else 1.0
 
 
 def offset_profile(
@@ -97,8 +93,8 @@ def offset_profile(
                         "label": int(value),
                         "axis": int(axis),
                         "offset": int(offset),
-                        "network_dsc": _dice(mask, target),
-                        "copy_dsc": _dice(stack[index], target),
+                        "network_dsc": binary_dice(mask, target),
+                        "copy_dsc": binary_dice(stack[index], target),
                     }
                 )
     return records

@@ -9,7 +9,13 @@ import torch
 from monai.metrics import compute_average_surface_distance, compute_hausdorff_distance, compute_surface_dice
 from scipy.spatial import ConvexHull, Delaunay, QhullError
 
-__all__ = ["irregularity", "object_metrics"]
+__all__ = ["binary_dice", "irregularity", "object_metrics"]
+
+
+def binary_dice(a: np.ndarray, b: np.ndarray) -> float:
+    """Dice of two boolean masks of the same shape (1.0 when both are empty)."""
+    total = int(a.sum()) + int(b.sum())
+    return 2.0 * int((a & b).sum()) / total if total else 1.0
 
 
 def _one_hot(mask: np.ndarray) -> torch.Tensor:

@@ -462,7 +462,7 @@ class PropagationInferer(Inferer):
             raise ValueError("the image contains NaN or infinite intensities.")
         vol = volume.to(device=_device(network), dtype=torch.float32).movedim(axis, 0)
         depth, height, width = vol.shape
-        mask = torch.as_tensor(np.asarray(guide_mask) if not isinstance(guide_mask, torch.Tensor) else guide_mask)
+        mask = torch.as_tensor(guide_mask)
         if tuple(mask.shape) != (height, width):
             raise PromptError(f"the guide mask's shape {tuple(mask.shape)} differs from the slice's {(height, width)}.")
         mask = mask.to(vol.device).bool()
