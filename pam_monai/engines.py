@@ -236,7 +236,19 @@ def volume_dataset(
 
     Returns:
         one dataset, or a ``ConcatDataset`` of both parts (possibly empty).
+
+    Raises:
+        TrainingSetupError: ``synthetic_hidden_boundaries`` is not a probability.
     """
+    if synthetic_hidden_boundaries is not None:
+        try:
+            share = float(synthetic_hidden_boundaries)
+        except (TypeError, ValueError):
+            share = float("nan")
+        if not 0.0 <= share <= 1.0:
+            raise TrainingSetupError(
+                f"synthetic_hidden_boundaries must be a probability in [0, 1], got {synthetic_hidden_boundaries!r}."
+            )
     workers = max(int(num_workers or 1), 1)
     parts: list[torch.utils.data.Dataset] = []
     if items:

@@ -283,3 +283,11 @@ def test_synthetic_hidden_boundaries_reach_the_generator() -> None:
     hidden, visible = first(1.0), first(0.0)
     assert torch.equal(torch.as_tensor(hidden["label"]), torch.as_tensor(visible["label"]))
     assert not torch.equal(torch.as_tensor(hidden["image"]), torch.as_tensor(visible["image"]))
+
+
+@pytest.mark.parametrize("share", [-0.1, 1.5, "abc"])
+def test_synthetic_hidden_boundaries_must_be_a_probability(share) -> None:
+    from pam_monai.engines import exit_on_error
+
+    with pytest.raises(SystemExit, match="synthetic_hidden_boundaries must be a probability"):
+        exit_on_error(volume_dataset, [], None, synthetic_volumes=1, synthetic_hidden_boundaries=share)

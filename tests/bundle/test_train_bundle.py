@@ -121,6 +121,17 @@ def test_box2mask_training_mixed_with_synthetic(dataset, tmp_path) -> None:
     Box2MaskNet(**{**light, "input_size": 64}).load_state_dict(torch.load(tmp_path / "b2m.pt", weights_only=True))
 
 
+def test_bad_hidden_boundary_share_fails_at_start_with_one_line(tmp_path) -> None:
+    result = run_training(
+        "--use_synthetic", "true", "--synthetic_volumes", "1", "--synthetic_hidden_boundaries", "1.5",
+        "--ckpt_dir", str(tmp_path / "ckpt"), timeout=120,
+    )  # fmt: skip
+    assert result.returncode != 0
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and "synthetic_hidden_boundaries" in last and "1.5" in last
+    assert not (tmp_path / "ckpt").exists()
+
+
 def test_bad_datalist_fails_at_start_with_one_line(dataset, tmp_path) -> None:
     bad = tmp_path / "bad"
     bad.mkdir()
