@@ -39,6 +39,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 import tempfile
 from pathlib import Path
@@ -68,7 +69,7 @@ from pam_monai.data.io import load_image, save_label_image  # noqa: E402
 from pam_monai.inferers import PropagationInferer  # noqa: E402
 from pam_monai.networks import build_box2mask, build_propmask  # noqa: E402
 
-STAGES = ("read", "box2mask", "normalise", "propagation", "paste_back", "write")
+STAGES = ("read", "box2mask", "normalise", "propagation", "random_walker", "paste_back", "write")
 
 
 def run_once(
@@ -157,41 +158,49 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--device", default="cpu", help="device of the networks, e.g. cpu, cuda, cuda:1")
     parser.add_argument("--amp", action="store_true", help="bfloat16 autocast of the networks (PropagationInferer)")
     parser.add_argument("--compile", action="store_true", help="torch.compile PropMask's forward (PropagationInferer)")
+    parser.add_argument(
+        "--walker-weights",
+        nargs="+",
+        type=float,
+        default=[0.0],
+        help="random walker weights for the box prompt, side by side (0: PropMask alone; the bundle uses 0.7)",
+    )
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         parser.error(f"--device {args.device}: CUDA is not available")
     cuda = device.type == "cuda"
     threads = set_threads(args.threads, args.wait_quiet)
-    inferer = PropagationInferer(amp=args.amp, compile=args.compile)
     rows, results = [], []
     with tempfile.TemporaryDirectory(prefix="pam_bench_") as tmp:
-        for config in args.configs:
-            for span in args.spans:
-                r = bench(config, span, args.repeat, Path(tmp), inferer, device)
-                r.update(config=config, span=span)
-                results.append(r)
-                s = r["seconds"]
-                rows.append(
-                    [
-                        config,
-                        span,
-                        f"512x512x{r['depth']}",
-                        r["rounds"],
-                        r["slices_predicted"],
-                        *(f"{s.get(k, 0.0):.3f}" for k in STAGES),
-                        f"**{s['total']:.2f}**",
-                        f"{s['total'] / span * 1000:.0f}",
-                        f"{r['peak_mb']:.0f}",
-                        *([f"{r['peak_gpu_mb']:.0f}"] if cuda else []),
-                        f"{r['gflops']:.0f}",
-                        f"{r['dice']:.3f}",
-                    ]
-                )
-                print(f"# {config} span {span}: totals {' '.join(f'{t:.2f}' for t in r['totals'])}", file=sys.stderr)
+        for config, span, walker in itertools.product(args.configs, args.spans, args.walker_weights):
+            inferer = PropagationInferer(amp=args.amp, compile=args.compile, walker_weight_box=walker)
+            r = bench(config, span, args.repeat, Path(tmp), inferer, device)
+            r.update(config=config, span=span, walker_weight=walker)
+            results.append(r)
+            s = r["seconds"]
+            rows.append(
+                [
+                    config,
+                    span,
+                    f"{walker:g}",
+                    f"512x512x{r['depth']}",
+                    r["rounds"],
+                    r["slices_predicted"],
+                    *(f"{s.get(k, 0.0):.3f}" for k in STAGES),
+                    f"**{s['total']:.2f}**",
+                    f"{s['total'] / span * 1000:.0f}",
+                    f"{r['peak_mb']:.0f}",
+                    *([f"{r['peak_gpu_mb']:.0f}"] if cuda else []),
+                    f"{r['gflops']:.0f}",
+                    f"{r['dice']:.3f}",
+                ]
+            )
+            print(f"# {config} span {span}: totals {' '.join(f'{t:.2f}' for t in r['totals'])}", file=sys.stderr)
     headers = [
         "config",
         "span",
+        "walker",
         "volume",
         "rounds",
         "slices predicted",

@@ -14,6 +14,10 @@ import numpy as np
 
 __all__ = ["main"]
 
+# The bundle's defaults too (configs/inference.json); measured in bundle/docs/README.md.
+WALKER_WEIGHT = 0.6
+WALKER_WEIGHT_BOX = 0.7
+
 
 class UsageError(ValueError):
     """A command-line argument that cannot be used."""
@@ -63,6 +67,18 @@ def _parser() -> argparse.ArgumentParser:
     segment.add_argument(
         "--flip-tta", action="store_true", help="also propagate mirrored and average (twice the network cost)"
     )
+    segment.add_argument(
+        "--walker-weight",
+        type=float,
+        default=WALKER_WEIGHT,
+        help=f"weight of a 3D random walker's opinion for mask prompts, 0 for PropMask alone (default {WALKER_WEIGHT})",
+    )
+    segment.add_argument(
+        "--walker-weight-box",
+        type=float,
+        default=WALKER_WEIGHT_BOX,
+        help=f"the same for box prompts (default {WALKER_WEIGHT_BOX})",
+    )
     _threads_option(segment)
 
     convert = commands.add_parser("convert-checkpoint", help="convert the authors' PAM weights to pam-monai's")
@@ -111,6 +127,9 @@ def _segment(args: argparse.Namespace) -> dict:
     box3d = _ints(args.box3d, 6, "--box3d") if args.box3d else None
     if args.thickness_mm <= 0:
         raise UsageError(f"--thickness-mm must be positive, got {args.thickness_mm}.")
+    for flag, weight in (("--walker-weight", args.walker_weight), ("--walker-weight-box", args.walker_weight_box)):
+        if not 0.0 <= weight <= 1.0:
+            raise UsageError(f"{flag} must be in [0, 1], got {weight}.")
     output = Path(args.output)
     if not (output.name.endswith(".nii") or output.name.endswith(".nii.gz")):
         raise UsageError(f"{output}: the output must be a NIfTI file (.nii or .nii.gz).")
@@ -124,6 +143,8 @@ def _segment(args: argparse.Namespace) -> dict:
         progress=not args.no_progress,
         amp=args.amp,
         flip_tta=args.flip_tta,
+        walker_weight=args.walker_weight,
+        walker_weight_box=args.walker_weight_box,
     )
     read_start = time.perf_counter()
     image = predictor.set_image(args.image)

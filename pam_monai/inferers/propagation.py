@@ -34,6 +34,7 @@ from pam_monai.inferers.propagation_parts import (
     _zeros,
     network_input_size,
 )
+from pam_monai.inferers.random_walker import WalkerRegion, extent, prompt_planes, random_walker_probability
 from pam_monai.transforms.intensity import apply_window, guided_window
 from pam_monai.transforms.prompt import (
     Box3DPrompt,
@@ -87,6 +88,15 @@ class _Front:
     limit: int
 
 
+@dataclass
+class _WalkerOpinion:
+    """A random walker's ``probability`` of one object on ``region`` of the volume, and its ``weight``."""
+
+    weight: float
+    probability: torch.Tensor
+    region: WalkerRegion
+
+
 class PropagationInferer(Inferer):
     """PAM's bidirectional propagation as a MONAI inferer.
 
@@ -112,6 +122,14 @@ class PropagationInferer(Inferer):
         compile: run PropMask's forward through ``torch.compile`` (dynamic shapes; on CUDA with CUDA graphs,
             ``mode="reduce-overhead"``). Pays a compilation on the first call; useful for a GPU serving many
             prompts. Off by default (on the CPU the eager forward is already dominated by convolutions).
+        walker_weight: a second opinion for mask prompts: weight of a 3D random walker's object probability
+            (seeded from the prompts, on a region that covers PropMask's result) in the final average with
+            PropMask's. The walker only follows image edges, so it fails elsewhere than the network: it trims
+            leaks and overshoot past an object's end that the image shows, and fills what it is sure of.
+            ``0`` (default): PropMask alone, as in the paper.
+        walker_weight_box: the same for box prompts, whose walker is seeded with the filled box
+            (``None``: ``walker_weight``).
+        walker_max_voxels: larger walker regions are walked on a coarser grid (whole-factor block means).
 
     ``inferer(inputs, network, box2mask_network=None, mask_prompt=..., box=..., slice_index=..., box3d=...,
     axis=2, spacing=None)`` with ``inputs`` ``(1, X, Y, Z)`` or ``(X, Y, Z)`` returns a ``(1, X, Y, Z)`` label
@@ -135,6 +153,9 @@ class PropagationInferer(Inferer):
         amp: bool = False,
         flip_tta: bool = False,
         compile: bool = False,
+        walker_weight: float = 0.0,
+        walker_weight_box: float | None = None,
+        walker_max_voxels: int = 262_144,
     ) -> None:
         super().__init__()
         self.thickness_mm = thickness_mm
@@ -153,6 +174,14 @@ class PropagationInferer(Inferer):
         self.flip_tta = bool(flip_tta)
         self.compile = bool(compile)
         self._compiled: tuple[Any, Callable[..., Any]] | None = None
+        self.walker_weight = float(walker_weight)
+        self.walker_weight_box = self.walker_weight if walker_weight_box is None else float(walker_weight_box)
+        for name, weight in (("walker_weight", self.walker_weight), ("walker_weight_box", self.walker_weight_box)):
+            if not 0.0 <= weight <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {weight}.")
+        if walker_max_voxels < 1:
+            raise ValueError(f"walker_max_voxels must be positive, got {walker_max_voxels}.")
+        self.walker_max_voxels = int(walker_max_voxels)
 
     def __call__(  # type: ignore[override]
         self, inputs: torch.Tensor, network: Callable[..., Any], *args: Any, **kwargs: Any
@@ -249,9 +278,35 @@ class PropagationInferer(Inferer):
             )
         bar.close()
 
+        with timer("random_walker"):
+            walker = self._walker_opinions(vol, seeds, obj_of, prob_sum, votes)
         with timer("paste_back"):
-            result.labels = self._finalise(prob_sum, votes, seeds, obj_of, labels, limits, axis, touched).cpu()
+            result.labels = self._finalise(prob_sum, votes, seeds, obj_of, labels, limits, axis, touched, walker).cpu()
         return result
+
+    def _walker_opinions(
+        self,
+        vol: torch.Tensor,
+        seeds: list[MaskPrompt],
+        obj_of: dict[int, int],
+        prob_sum: torch.Tensor,
+        votes: torch.Tensor,
+    ) -> dict[int, _WalkerOpinion]:
+        """Per object with a nonzero walker weight: the weight, the walker's probability and its region."""
+        opinions = {}
+        for lab, o in obj_of.items():
+            own = [s for s in seeds if s.label == lab]
+            weight = self.walker_weight_box if any(s.box is not None for s in own) else self.walker_weight
+            if weight == 0.0:
+                continue
+            # The region covers PropMask's result, so that the walker judges all of it and its faces (background
+            # seeds) do not cut a long object short.
+            cover = extent(prob_sum[o] > 0.5 * votes[o][:, None, None], margin=3)
+            probability, region = random_walker_probability(
+                vol, prompt_planes(own), max_voxels=self.walker_max_voxels, cover=cover
+            )
+            opinions[o] = _WalkerOpinion(weight, torch.from_numpy(probability).to(prob_sum.device), region)
+        return opinions
 
     def _seeds(
         self,
@@ -308,7 +363,7 @@ class PropagationInferer(Inferer):
             for b in boxes:
                 with self._autocast(vol.device):
                     mask = self.box2mask_inferer(vol[b.slice_index], box2mask_network, box=b.box)
-                seeds.append(MaskPrompt(b.slice_index, mask.to(vol.device), b.label))
+                seeds.append(MaskPrompt(b.slice_index, mask.to(vol.device), b.label, b.box))
         return seeds, limits
 
     @staticmethod
@@ -517,11 +572,13 @@ class PropagationInferer(Inferer):
         limits: dict[int, tuple[int, int, tuple[int, ...] | None]],
         axis: int,
         touched: _Region | None = None,
+        walker: dict[int, _WalkerOpinion] | None = None,
     ) -> torch.Tensor:
-        """Average the votes, threshold, keep the components touching the prompts; ``(D, H, W)`` -> input axes.
+        """Average the votes (and the walker's opinions), threshold, keep the components touching the prompts.
 
-        Only the block of slices with votes and of the ``touched`` rows / columns can be nonzero: the work is done
-        on that block and the rest of the output is 0 (the same result as on the whole volume).
+        ``(D, H, W)`` -> input axes. Only the block of slices with votes and of the ``touched`` rows / columns (and
+        the walker's regions) can be nonzero: the work is done on that block and the rest of the output is 0 (the
+        same result as on the whole volume).
         """
         depth, height, width = prob_sum.shape[1:]
         out = _zeros((depth, height, width), torch.int16, prob_sum.device)
@@ -530,7 +587,19 @@ class PropagationInferer(Inferer):
             return out.movedim(0, axis)
         d0, d1 = int(voted[0]), int(voted[-1]) + 1
         r0, r1, c0, c1 = touched.bounds(height, width) if touched is not None else (0, height, 0, width)
+        walker = walker or {}
+        for opinion in walker.values():
+            ds, rs, cs = opinion.region
+            d0, d1, r0, r1 = min(d0, ds.start), max(d1, ds.stop), min(r0, rs.start), max(r1, rs.stop)
+            c0, c1 = min(c0, cs.start), max(c1, cs.stop)
         mean = prob_sum[:, d0:d1, r0:r1, c0:c1] / votes[:, d0:d1].clamp(min=1)[:, :, None, None]
+        for o, opinion in walker.items():
+            ds, rs, cs = opinion.region
+            walked = torch.zeros_like(mean[o])
+            walked[ds.start - d0 : ds.stop - d0, rs.start - r0 : rs.stop - r0, cs.start - c0 : cs.stop - c0] = (
+                opinion.probability
+            )
+            mean[o] = (1.0 - opinion.weight) * mean[o] + opinion.weight * walked
         for lab, (first, last, box) in limits.items():
             o = obj_of[lab]
             mean[o, : max(first - d0, 0)] = 0

@@ -56,11 +56,15 @@ class BoxPrompt:
 
 @dataclass
 class MaskPrompt:
-    """A ``(H, W)`` boolean mask on slice ``slice_index`` of the propagation axis."""
+    """A ``(H, W)`` boolean mask on slice ``slice_index`` of the propagation axis.
+
+    ``box`` is the inclusive ``(r0, c0, r1, c1)`` box the mask was made from, when it came from a box prompt.
+    """
 
     slice_index: int
     mask: torch.Tensor
     label: int = 1
+    box: tuple[int, int, int, int] | None = None
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import torch
 from conftest import always_object, ellipsoid, object_volume
 from PIL import Image
 
-from pam_monai.apps.cli import main
+from pam_monai.apps.cli import WALKER_WEIGHT, WALKER_WEIGHT_BOX, main
 from pam_monai.networks import build_box2mask, build_propmask, save_network
 
 SHAPE = (48, 44, 30)
@@ -110,6 +110,32 @@ def test_precision_and_mirroring_flags_reach_the_inferer(
     assert seen and seen[0].amp == ("--amp" in flags) and seen[0].flip_tta == ("--flip-tta" in flags)
 
 
+@pytest.mark.parametrize(
+    "flags,weights",
+    [([], (WALKER_WEIGHT, WALKER_WEIGHT_BOX)), (["--walker-weight", "0", "--walker-weight-box", "0.25"], (0.0, 0.25))],
+)
+def test_walker_weights_reach_the_inferer_and_default_to_the_bundles(
+    files: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flags: list[str], weights: tuple
+) -> None:
+    from monai.bundle import ConfigParser
+
+    from pam_monai.inferers import PropagationInferer
+
+    bundle = ConfigParser.load_config_file(Path(__file__).parents[2] / "bundle" / "configs" / "inference.json")
+    assert (bundle["walker_weight"], bundle["walker_weight_box"]) == (WALKER_WEIGHT, WALKER_WEIGHT_BOX)
+    seen: list[PropagationInferer] = []
+    original = PropagationInferer.propagate
+
+    def recording(self: PropagationInferer, *args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        seen.append(self)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(PropagationInferer, "propagate", recording)
+    out = tmp_path / "seg.nii.gz"
+    assert main(_segment_mask_prompt(files, out, *flags)) == 0 and out.is_file()
+    assert (seen[0].walker_weight, seen[0].walker_weight_box) == weights
+
+
 @pytest.mark.parametrize("axis,box,index", [(2, "14,13,34,31", 15), (0, "5,6,30,20", 24), (1, "10,8,38,22", 22)])
 def test_box_prompt_along_each_axis(files: dict[str, Path], tmp_path: Path, axis: int, box: str, index: int) -> None:
     out = tmp_path / "box.nii.gz"
@@ -154,6 +180,8 @@ BAD_INPUTS = [
     (["{nan}", "--box", "10,10,20,20", "--slice", "5"], "NaN"),
     (["{corrupt}", "--box", "10,10,20,20", "--slice", "5"], "cannot read"),
     (["{missing}", "--box", "10,10,20,20", "--slice", "5"], "no such file"),
+    (["{image}", "--mask-prompt", "{prompt}", "--walker-weight", "1.5"], "--walker-weight must be in [0, 1]"),
+    (["{image}", "--box", "10,10,20,20", "--slice", "5", "--walker-weight-box", "-1"], "--walker-weight-box must"),
 ]
 
 

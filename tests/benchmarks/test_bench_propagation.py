@@ -30,7 +30,17 @@ def test_light_benchmark_covers_the_object_and_prints_a_table(bench_propagation,
     assert len(results) == 1 and results[0]["dice"] > 0.95
     assert results[0]["rounds"] >= 1 and results[0]["gflops"] > 0
     table = capsys.readouterr().out
-    assert "| light | 20 |" in table and "total s" in table
+    assert "| light | 20 | 0 |" in table and "total s" in table
+
+
+def test_walker_weights_run_side_by_side(bench_propagation, capsys) -> None:  # noqa: ANN001
+    args = ["--configs", "light", "--spans", "20", "--repeat", "1", "--threads", "1", "--walker-weights", "0", "0.7"]
+    results = bench_propagation.main(args)
+    assert [r["walker_weight"] for r in results] == [0.0, 0.7]
+    assert all(r["dice"] > 0.95 for r in results)
+    assert results[0]["seconds"]["random_walker"] < 0.01 < results[1]["seconds"]["random_walker"]
+    table = capsys.readouterr().out
+    assert "| light | 20 | 0 |" in table and "| light | 20 | 0.7 |" in table and "random_walker s" in table
 
 
 def test_peers_benchmark_calls_the_propagation_benchmark_as_it_is_defined(bench_propagation) -> None:  # noqa: ANN001
