@@ -127,8 +127,8 @@ class PropagationInferer(Inferer):
             PropMask's. The walker only follows image edges, so it fails elsewhere than the network: it trims
             leaks and overshoot past an object's end that the image shows, and fills what it is sure of.
             ``0`` (default): PropMask alone, as in the paper.
-        walker_weight_box: the same for box prompts, whose walker is seeded with the filled box
-            (``None``: ``walker_weight``).
+        walker_weight_box: the same for box prompts, whose walker is seeded with Box2Mask's mask and background
+            outside the box (``None``: ``walker_weight``).
         walker_max_voxels: larger walker regions are walked on a coarser grid (whole-factor block means).
 
     ``inferer(inputs, network, box2mask_network=None, mask_prompt=..., box=..., slice_index=..., box3d=...,
@@ -599,7 +599,12 @@ class PropagationInferer(Inferer):
             walked[ds.start - d0 : ds.stop - d0, rs.start - r0 : rs.stop - r0, cs.start - c0 : cs.stop - c0] = (
                 opinion.probability
             )
+            # The prompt slices keep their seed masks: a drawn mask is the user's word, and Box2Mask's already
+            # answered the box.
+            prompt_slices = sorted({s.slice_index - d0 for s in seeds if obj_of[s.label] == o})
+            kept = mean[o, prompt_slices].clone()
             mean[o] = (1.0 - opinion.weight) * mean[o] + opinion.weight * walked
+            mean[o, prompt_slices] = kept
         for lab, (first, last, box) in limits.items():
             o = obj_of[lab]
             mean[o, : max(first - d0, 0)] = 0

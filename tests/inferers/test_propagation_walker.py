@@ -103,3 +103,27 @@ def test_full_weight_leaves_it_to_the_walker_which_finds_a_clear_object() -> Non
 def test_bad_walker_settings_are_named(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         PropagationInferer(**kwargs)
+
+
+def test_prompt_slice_keeps_the_drawn_mask() -> None:
+    truth = rod()
+    # A prompt mask that is not what the image shows there: the user's word stands on that slice.
+    drawn = np.zeros(SHAPE, dtype=np.int16)
+    drawn[10:30, 10:30, 28] = 1
+    image = torch.from_numpy(object_volume(truth))
+    inferer = PropagationInferer(thickness_mm=8, walker_weight=1.0)
+    found = inferer.propagate(image, OvershootingPropMask(), mask_prompt=drawn, axis=2).labels.numpy() > 0
+    assert np.array_equal(found[..., 28], drawn[..., 28] > 0)
+    assert dice(found[..., FIRST:26], truth[..., FIRST:26]) > 0.9  # elsewhere the walker speaks
+
+
+def test_prompt_slice_keeps_box2masks_mask() -> None:
+    truth = rod()
+    image = torch.from_numpy(object_volume(truth))
+    args = {"box": (4, 4, 35, 35), "slice_index": 28, "axis": 2}
+    alone = PropagationInferer(thickness_mm=8).propagate(image, OvershootingPropMask(), OracleBox2Mask(), **args)
+    helped = PropagationInferer(thickness_mm=8, walker_weight_box=1.0).propagate(
+        image, OvershootingPropMask(), OracleBox2Mask(), **args
+    )
+    assert np.array_equal(helped.labels.numpy()[..., 28], alone.labels.numpy()[..., 28])
+    assert not np.array_equal(helped.labels.numpy(), alone.labels.numpy())
