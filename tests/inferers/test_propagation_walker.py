@@ -127,3 +127,33 @@ def test_prompt_slice_keeps_box2masks_mask() -> None:
     )
     assert np.array_equal(helped.labels.numpy()[..., 28], alone.labels.numpy()[..., 28])
     assert not np.array_equal(helped.labels.numpy(), alone.labels.numpy())
+
+
+def test_each_object_gets_its_own_walker() -> None:
+    first = rod()
+    second = np.zeros(SHAPE, dtype=bool)
+    second[2:8, 30:37, 10:50] = True  # a bar away from the rod, longer along the slices
+    labels = first.astype(np.int16) + 2 * second
+    image = torch.from_numpy(object_volume(labels))
+    prompt = np.zeros(SHAPE, dtype=np.int16)
+    prompt[..., 28] = labels[..., 28]
+    found = (
+        PropagationInferer(thickness_mm=8, walker_weight=0.6)
+        .propagate(image, OvershootingPropMask(), mask_prompt=prompt, axis=2)
+        .labels.numpy()
+    )
+    assert dice(found == 1, first) > 0.9 and dice(found == 2, second) > 0.9
+
+
+def test_a_3d_box_stays_inside_its_box_with_the_walker() -> None:
+    truth = rod()
+    image = torch.from_numpy(object_volume(truth))
+    result = PropagationInferer(thickness_mm=8, walker_weight_box=0.7).propagate(
+        image, OvershootingPropMask(), OracleBox2Mask(), box3d=(10, 10, 20, 30, 30, 35), axis=2
+    )
+    found = result.labels.numpy() > 0
+    inside = truth.copy()
+    inside[..., :20] = False
+    inside[..., 36:] = False
+    assert slice_extent(found) == (20, 35)
+    assert dice(found, inside) > 0.9
