@@ -163,8 +163,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
         nargs="+",
         type=float,
         default=[0.0],
-        help="random walker weights for the box prompt, side by side (0: PropMask alone; the bundle uses 0.7)",
+        help="random walker weights for the box prompt, side by side (0: PropMask alone; the bundle uses 0.8)",
     )
+    parser.add_argument("--walker-beta", type=float, default=2000.0, help="random walker edge weight (the bundle's)")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -174,7 +175,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     rows, results = [], []
     with tempfile.TemporaryDirectory(prefix="pam_bench_") as tmp:
         for config, span, walker in itertools.product(args.configs, args.spans, args.walker_weights):
-            inferer = PropagationInferer(amp=args.amp, compile=args.compile, walker_weight_box=walker)
+            inferer = PropagationInferer(
+                amp=args.amp, compile=args.compile, walker_weight_box=walker, walker_beta=args.walker_beta
+            )
             r = bench(config, span, args.repeat, Path(tmp), inferer, device)
             r.update(config=config, span=span, walker_weight=walker)
             results.append(r)

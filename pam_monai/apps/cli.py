@@ -15,8 +15,9 @@ import numpy as np
 __all__ = ["main"]
 
 # The bundle's defaults too (configs/inference.json); measured in bundle/docs/README.md.
-WALKER_WEIGHT = 0.6
-WALKER_WEIGHT_BOX = 0.7
+WALKER_WEIGHT = 0.7
+WALKER_WEIGHT_BOX = 0.8
+WALKER_BETA = 2000.0
 
 
 class UsageError(ValueError):
@@ -145,6 +146,7 @@ def _segment(args: argparse.Namespace) -> dict:
         flip_tta=args.flip_tta,
         walker_weight=args.walker_weight,
         walker_weight_box=args.walker_weight_box,
+        walker_beta=WALKER_BETA,
     )
     read_start = time.perf_counter()
     image = predictor.set_image(args.image)

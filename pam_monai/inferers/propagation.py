@@ -129,6 +129,7 @@ class PropagationInferer(Inferer):
             ``0`` (default): PropMask alone, as in the paper.
         walker_weight_box: the same for box prompts, whose walker is seeded with Box2Mask's mask and background
             outside the box (``None``: ``walker_weight``).
+        walker_beta: the walker's edge weight on intensities scaled to [0, 1]: larger stops it at fainter edges.
         walker_max_voxels: larger walker regions are walked on a coarser grid (whole-factor block means).
 
     ``inferer(inputs, network, box2mask_network=None, mask_prompt=..., box=..., slice_index=..., box3d=...,
@@ -155,6 +156,7 @@ class PropagationInferer(Inferer):
         compile: bool = False,
         walker_weight: float = 0.0,
         walker_weight_box: float | None = None,
+        walker_beta: float = 130.0,
         walker_max_voxels: int = 262_144,
     ) -> None:
         super().__init__()
@@ -179,6 +181,9 @@ class PropagationInferer(Inferer):
         for name, weight in (("walker_weight", self.walker_weight), ("walker_weight_box", self.walker_weight_box)):
             if not 0.0 <= weight <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {weight}.")
+        if not walker_beta > 0:
+            raise ValueError(f"walker_beta must be positive, got {walker_beta}.")
+        self.walker_beta = float(walker_beta)
         if walker_max_voxels < 1:
             raise ValueError(f"walker_max_voxels must be positive, got {walker_max_voxels}.")
         self.walker_max_voxels = int(walker_max_voxels)
@@ -303,7 +308,7 @@ class PropagationInferer(Inferer):
             # seeds) do not cut a long object short.
             cover = extent(prob_sum[o] > 0.5 * votes[o][:, None, None], margin=3)
             probability, region = random_walker_probability(
-                vol, prompt_planes(own), max_voxels=self.walker_max_voxels, cover=cover
+                vol, prompt_planes(own), beta=self.walker_beta, max_voxels=self.walker_max_voxels, cover=cover
             )
             opinions[o] = _WalkerOpinion(weight, torch.from_numpy(probability).to(prob_sum.device), region)
         return opinions

@@ -14,7 +14,7 @@ import torch
 from conftest import always_object, ellipsoid, object_volume
 from PIL import Image
 
-from pam_monai.apps.cli import WALKER_WEIGHT, WALKER_WEIGHT_BOX, main
+from pam_monai.apps.cli import WALKER_BETA, WALKER_WEIGHT, WALKER_WEIGHT_BOX, main
 from pam_monai.networks import build_box2mask, build_propmask, save_network
 
 SHAPE = (48, 44, 30)
@@ -123,6 +123,7 @@ def test_walker_weights_reach_the_inferer_and_default_to_the_bundles(
 
     bundle = ConfigParser.load_config_file(Path(__file__).parents[2] / "bundle" / "configs" / "inference.json")
     assert (bundle["walker_weight"], bundle["walker_weight_box"]) == (WALKER_WEIGHT, WALKER_WEIGHT_BOX)
+    assert bundle["walker_beta"] == WALKER_BETA
     seen: list[PropagationInferer] = []
     original = PropagationInferer.propagate
 
@@ -133,7 +134,7 @@ def test_walker_weights_reach_the_inferer_and_default_to_the_bundles(
     monkeypatch.setattr(PropagationInferer, "propagate", recording)
     out = tmp_path / "seg.nii.gz"
     assert main(_segment_mask_prompt(files, out, *flags)) == 0 and out.is_file()
-    assert (seen[0].walker_weight, seen[0].walker_weight_box) == weights
+    assert (seen[0].walker_weight, seen[0].walker_weight_box) == weights and seen[0].walker_beta == WALKER_BETA
 
 
 @pytest.mark.parametrize("axis,box,index", [(2, "14,13,34,31", 15), (0, "5,6,30,20", 24), (1, "10,8,38,22", 22)])

@@ -98,6 +98,7 @@ def test_full_weight_leaves_it_to_the_walker_which_finds_a_clear_object() -> Non
         ({"walker_weight": 1.5}, "walker_weight must be in \\[0, 1\\], got 1.5"),
         ({"walker_weight_box": -0.1}, "walker_weight_box must be in \\[0, 1\\], got -0.1"),
         ({"walker_max_voxels": 0}, "walker_max_voxels must be positive"),
+        ({"walker_beta": 0.0}, "walker_beta must be positive, got 0.0"),
     ],
 )
 def test_bad_walker_settings_are_named(kwargs: dict, message: str) -> None:
