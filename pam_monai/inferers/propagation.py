@@ -298,17 +298,20 @@ class PropagationInferer(Inferer):
         votes: torch.Tensor,
     ) -> dict[int, _WalkerOpinion]:
         """Per object with a nonzero walker weight: the weight, the walker's probability and its region."""
-        opinions = {}
+        opinions: dict[int, _WalkerOpinion] = {}
+        volume: np.ndarray | None = None
         for lab, o in obj_of.items():
             own = [s for s in seeds if s.label == lab]
             weight = self.walker_weight_box if any(s.box is not None for s in own) else self.walker_weight
             if weight == 0.0:
                 continue
+            if volume is None:  # one host copy of the volume for all objects (it may live on a GPU)
+                volume = vol.cpu().numpy()
             # The region covers PropMask's result, so that the walker judges all of it and its faces (background
             # seeds) do not cut a long object short.
             cover = extent(prob_sum[o] > 0.5 * votes[o][:, None, None], margin=3)
             probability, region = random_walker_probability(
-                vol, prompt_planes(own), beta=self.walker_beta, max_voxels=self.walker_max_voxels, cover=cover
+                volume, prompt_planes(own), beta=self.walker_beta, max_voxels=self.walker_max_voxels, cover=cover
             )
             opinions[o] = _WalkerOpinion(weight, torch.from_numpy(probability).to(prob_sum.device), region)
         return opinions

@@ -90,10 +90,9 @@ def test_mask_prompt_writes_mask_report_and_preview(files: dict[str, Path], tmp_
     assert not list(tmp_path.glob(".*"))  # no temporary files left behind
 
 
-@pytest.mark.parametrize("flags", [["--amp"], ["--flip-tta"], ["--amp", "--flip-tta"]])
-def test_precision_and_mirroring_flags_reach_the_inferer(
-    files: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flags: list[str]
-) -> None:
+@pytest.fixture
+def seen_inferers(monkeypatch: pytest.MonkeyPatch) -> list:
+    """The PropagationInferers the CLI propagates with, in call order."""
     from pam_monai.inferers import PropagationInferer
 
     seen: list[PropagationInferer] = []
@@ -104,6 +103,14 @@ def test_precision_and_mirroring_flags_reach_the_inferer(
         return original(self, *args, **kwargs)
 
     monkeypatch.setattr(PropagationInferer, "propagate", recording)
+    return seen
+
+
+@pytest.mark.parametrize("flags", [["--amp"], ["--flip-tta"], ["--amp", "--flip-tta"]])
+def test_precision_and_mirroring_flags_reach_the_inferer(
+    files: dict[str, Path], tmp_path: Path, seen_inferers: list, flags: list[str]
+) -> None:
+    seen = seen_inferers
     out = tmp_path / "seg.nii.gz"
     code = main(_segment_mask_prompt(files, out, *flags))
     assert code == 0 and out.is_file()
@@ -115,23 +122,14 @@ def test_precision_and_mirroring_flags_reach_the_inferer(
     [([], (WALKER_WEIGHT, WALKER_WEIGHT_BOX)), (["--walker-weight", "0", "--walker-weight-box", "0.25"], (0.0, 0.25))],
 )
 def test_walker_weights_reach_the_inferer_and_default_to_the_bundles(
-    files: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flags: list[str], weights: tuple
+    files: dict[str, Path], tmp_path: Path, seen_inferers: list, flags: list[str], weights: tuple
 ) -> None:
     from monai.bundle import ConfigParser
 
-    from pam_monai.inferers import PropagationInferer
-
+    seen = seen_inferers
     bundle = ConfigParser.load_config_file(Path(__file__).parents[2] / "bundle" / "configs" / "inference.json")
     assert (bundle["walker_weight"], bundle["walker_weight_box"]) == (WALKER_WEIGHT, WALKER_WEIGHT_BOX)
     assert bundle["walker_beta"] == WALKER_BETA
-    seen: list[PropagationInferer] = []
-    original = PropagationInferer.propagate
-
-    def recording(self: PropagationInferer, *args, **kwargs):  # noqa: ANN002, ANN003, ANN202
-        seen.append(self)
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(PropagationInferer, "propagate", recording)
     out = tmp_path / "seg.nii.gz"
     assert main(_segment_mask_prompt(files, out, *flags)) == 0 and out.is_file()
     assert (seen[0].walker_weight, seen[0].walker_weight_box) == weights and seen[0].walker_beta == WALKER_BETA
