@@ -34,6 +34,7 @@ from torch import nn
 
 from pam_monai.data.datalist import DatalistError
 from pam_monai.inferers.box2mask import foreground_probability
+from pam_monai.inferers.propagation import InferenceSettingError
 from pam_monai.networks.checkpoint import CheckpointError, load_network_weights
 from pam_monai.networks.configs import build_box2mask, build_propmask
 from pam_monai.transforms.tasks import RandBox2MaskSampled, RandPropagationTaskd
@@ -89,7 +90,7 @@ def exit_on_error(function: Callable[..., Any], *args: Any, **kwargs: Any) -> An
     """
     try:
         return function(*args, **kwargs)
-    except (DatalistError, CheckpointError, TrainingSetupError) as exc:
+    except (DatalistError, CheckpointError, InferenceSettingError, TrainingSetupError) as exc:
         message = " ".join(str(exc).split())
         logger.error(message)
         raise SystemExit(f"error: {message}") from exc

@@ -48,7 +48,11 @@ from pam_monai.transforms.prompt import (
 )
 from pam_monai.transforms.roi import RoIWindow, crop_resize, square_roi
 
-__all__ = ["PropagationInferer", "PropagationResult", "neighbourhood_size"]
+__all__ = ["InferenceSettingError", "PropagationInferer", "PropagationResult", "neighbourhood_size"]
+
+
+class InferenceSettingError(ValueError):
+    """An inferer setting is out of range (raised when the inferer is built, before any image is read)."""
 
 
 def neighbourhood_size(thickness_mm: float, spacing_mm: float, max_neighbours: int) -> int:
@@ -160,6 +164,8 @@ class PropagationInferer(Inferer):
         walker_max_voxels: int = 262_144,
     ) -> None:
         super().__init__()
+        if not thickness_mm > 0:
+            raise InferenceSettingError(f"thickness_mm must be positive, got {thickness_mm}.")
         self.thickness_mm = thickness_mm
         self.max_neighbours = max_neighbours
         self.min_guide_area = min_guide_area
@@ -180,12 +186,12 @@ class PropagationInferer(Inferer):
         self.walker_weight_box = self.walker_weight if walker_weight_box is None else float(walker_weight_box)
         for name, weight in (("walker_weight", self.walker_weight), ("walker_weight_box", self.walker_weight_box)):
             if not 0.0 <= weight <= 1.0:
-                raise ValueError(f"{name} must be in [0, 1], got {weight}.")
+                raise InferenceSettingError(f"{name} must be in [0, 1], got {weight}.")
         if not walker_beta > 0:
-            raise ValueError(f"walker_beta must be positive, got {walker_beta}.")
+            raise InferenceSettingError(f"walker_beta must be positive, got {walker_beta}.")
         self.walker_beta = float(walker_beta)
         if walker_max_voxels < 1:
-            raise ValueError(f"walker_max_voxels must be positive, got {walker_max_voxels}.")
+            raise InferenceSettingError(f"walker_max_voxels must be positive, got {walker_max_voxels}.")
         self.walker_max_voxels = int(walker_max_voxels)
 
     def __call__(  # type: ignore[override]

@@ -34,12 +34,12 @@ def case(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {"root": root, "image": root / "case.nii.gz", "prompt": root / "prompt.nii.gz"}
 
 
-def _run(case: dict[str, Path], prompt: str, out: Path) -> subprocess.CompletedProcess:
+def _run(case: dict[str, Path], prompt: str, out: Path, *overrides: str) -> subprocess.CompletedProcess:
     command = [
         sys.executable, "-m", "monai.bundle", "run", "--config_file", str(BUNDLE / "configs" / "inference.json"),
         "--bundle_root", str(BUNDLE), "--ckpt_path", str(case["root"] / "model.pt"),
         "--box2mask_ckpt_path", str(case["root"] / "box2mask.pt"), "--image", str(case["image"]),
-        "--prompt", prompt, "--output_dir", str(out), "--thickness_mm", "6",
+        "--prompt", prompt, "--output_dir", str(out), "--thickness_mm", "6", *overrides,
     ]  # fmt: skip
     return subprocess.run(command, capture_output=True, text=True, check=False, timeout=300)
 
@@ -64,6 +64,26 @@ def test_inference_section_rejects_a_bad_prompt(case: dict[str, Path], tmp_path:
     assert process.returncode != 0
     assert "lies outside" in process.stderr
     assert not (tmp_path / "out" / "case_seg.nii.gz").exists()
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        (("--walker_weight", "1.5"), "walker_weight must be in [0, 1], got 1.5."),
+        (("--walker_weight_box", "-0.1"), "walker_weight_box must be in [0, 1], got -0.1."),
+        (("--walker_beta", "0"), "walker_beta must be positive, got 0"),
+        (("--thickness_mm", "-2"), "thickness_mm must be positive, got -2"),
+    ],
+)
+def test_inference_section_rejects_a_bad_setting_in_one_line(
+    case: dict[str, Path], tmp_path: Path, override: tuple[str, str], message: str
+) -> None:
+    process = _run(case, str(case["prompt"]), tmp_path / "out", *override)
+    assert process.returncode != 0
+    error_lines = [line for line in process.stderr.splitlines() if line.startswith("error:")]
+    assert error_lines and message in error_lines[-1], process.stderr[-2000:]
+    assert "Traceback" not in process.stderr
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
 def test_metadata_verifies_offline_against_the_kept_schema(tmp_path: Path) -> None:
