@@ -44,6 +44,7 @@ from pam_monai.transforms.prompt import (
     box3d_seed_boxes,
     mask_prompts_from_volume,
     plane_axes,
+    require_contrast,
     validate_box,
 )
 from pam_monai.transforms.roi import RoIWindow, crop_resize, square_roi
@@ -53,6 +54,14 @@ __all__ = ["InferenceSettingError", "PropagationInferer", "PropagationResult", "
 
 class InferenceSettingError(ValueError):
     """An inferer setting is out of range (raised when the inferer is built, before any image is read)."""
+
+
+def _has_contrast(plane: torch.Tensor, box: BoxPrompt) -> bool:
+    try:
+        require_contrast(plane, box.box, box.slice_index)
+    except PromptError:
+        return False
+    return True
 
 
 def neighbourhood_size(thickness_mm: float, spacing_mm: float, max_neighbours: int) -> int:
@@ -356,6 +365,9 @@ class PropagationInferer(Inferer):
                 s.mask = s.mask.to(vol.device)
                 if not bool(torch.isfinite(vol[s.slice_index][s.mask]).all()):
                     raise ValueError("the image has non-finite values under the prompt.")
+                rows, cols = torch.nonzero(s.mask.any(1))[:, 0], torch.nonzero(s.mask.any(0))[:, 0]
+                bounds = (int(rows.min()), int(cols.min()), int(rows.max()), int(cols.max()))
+                require_contrast(vol[s.slice_index], bounds, s.slice_index)
             return seeds, {s.label: (0, depth - 1, None) for s in seeds}
         if box2mask_network is None:
             raise ValueError("box prompts need a Box2Mask network (box2mask_network=...).")
@@ -364,13 +376,21 @@ class PropagationInferer(Inferer):
                 raise PromptError("a 2D box needs the index of its slice (slice_index).")
             validate_box(tuple(box), int(slice_index), shape, axis)  # type: ignore[arg-type]
             boxes = [BoxPrompt(int(slice_index), tuple(int(v) for v in box), label)]  # type: ignore[arg-type]
+            require_contrast(vol[int(slice_index)], boxes[0].box, int(slice_index))
             limits = {label: (0, depth - 1, None)}
         else:
             assert box3d is not None
             if len(box3d) != 6:
                 raise PromptError(f"a 3D box needs 6 numbers i0,j0,k0,i1,j1,k1, got {len(box3d)}.")
             prompt3d = Box3DPrompt(tuple(int(v) for v in box3d[:3]), tuple(int(v) for v in box3d[3:]), label)  # type: ignore[arg-type]
-            boxes = box3d_seed_boxes(prompt3d, shape, axis, self.box3d_seeds)
+            seed_boxes = box3d_seed_boxes(prompt3d, shape, axis, self.box3d_seeds)
+            # Seed slices on padding inside the box are skipped; a box that is blank throughout is an error.
+            boxes = [b for b in seed_boxes if _has_contrast(vol[b.slice_index], b)]
+            if not boxes:
+                raise PromptError(
+                    f"the 3D box {tuple(int(v) for v in box3d)} is blank (one constant intensity) on its seed slices "
+                    f"{[b.slice_index for b in seed_boxes]}: put it around a part of the image that shows the object."
+                )
             limits = {label: (prompt3d.start[axis], prompt3d.stop[axis], boxes[0].box)}
         seeds = []
         with timer("box2mask"):

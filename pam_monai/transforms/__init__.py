@@ -16,6 +16,7 @@ from pam_monai.transforms.prompt import (
     mask_prompts_from_volume,
     parse_prompt,
     plane_axes,
+    require_contrast,
     validate_box,
 )
 from pam_monai.transforms.roi import RoIWindow, SquareRoICrop, SquareRoICropd, crop_resize, paste_back, square_roi
@@ -42,5 +43,6 @@ __all__ = [
     "plane_axes",
     "pooled_foreground_window",
     "square_roi",
+    "require_contrast",
     "validate_box",
 ]

@@ -29,6 +29,7 @@ __all__ = [
     "mask_prompts_from_volume",
     "parse_prompt",
     "plane_axes",
+    "require_contrast",
     "validate_box",
 ]
 
@@ -92,6 +93,32 @@ def validate_box(box: tuple[int, int, int, int], slice_index: int, volume_shape:
     if r0 < 0 or c0 < 0 or r1 >= height or c1 >= width:
         raise PromptError(
             f"box {tuple(box)} lies outside the {height}x{width} slice (valid indices 0..{height - 1}, 0..{width - 1})."
+        )
+
+
+def require_contrast(plane: torch.Tensor, box: tuple[int, int, int, int], slice_index: int, margin: int = 2) -> None:
+    """Raise :class:`PromptError` when the image is blank (one constant value) around a prompt.
+
+    A prompt on padding or on a slice outside the scanned field has nothing to segment; the networks would still
+    return a shape there. ``margin`` pixels around the box are included, so a tight box on a flat object, whose
+    inside alone is constant, still sees the object's edge.
+
+    Args:
+        plane: ``(H, W)`` intensities of the prompt slice.
+        box: inclusive ``(r0, c0, r1, c1)`` around the prompt.
+        slice_index: the slice's index, for the message.
+        margin: pixels added on each side of the box (clipped to the slice).
+    """
+    r0, c0, r1, c1 = (int(v) for v in box)
+    height, width = plane.shape[-2:]
+    region = plane[
+        max(r0 - margin, 0) : min(r1 + margin + 1, height), max(c0 - margin, 0) : min(c1 + margin + 1, width)
+    ]
+    low, high = float(region.min()), float(region.max())
+    if high - low <= 1e-6 * max(1.0, abs(low), abs(high)):
+        raise PromptError(
+            f"slice {slice_index} is blank around the prompt (every voxel in rows {r0}..{r1}, columns {c0}..{c1} is "
+            f"{low:g}): put the prompt on a slice that shows the object."
         )
 
 

@@ -40,6 +40,14 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     nib.save(nib.Nifti1Image(nan, AFFINE), paths["nan"])
     nib.save(nib.Nifti1Image(object_volume(truth)[:, :, 0], AFFINE), root / "flat.nii.gz")
     paths["flat"] = root / "flat.nii.gz"
+    blank = object_volume(truth)
+    blank[:, :, 26:] = 0.0  # the scan ends at slice 25; the rest is padding
+    paths["blank"] = root / "blank.nii.gz"
+    nib.save(nib.Nifti1Image(blank, AFFINE), paths["blank"])
+    on_padding = np.zeros(SHAPE, np.uint8)
+    on_padding[:, :, 27] = truth[:, :, 15]
+    paths["on_padding"] = root / "on_padding.nii.gz"
+    nib.save(nib.Nifti1Image(on_padding, AFFINE), paths["on_padding"])
     paths["corrupt"] = root / "corrupt.nii.gz"
     paths["corrupt"].write_bytes(b"\x1f\x8b this is not a nifti file")
     torch.manual_seed(0)
@@ -177,6 +185,8 @@ BAD_INPUTS = [
     (["{image}", "--box", "10,10,20", "--slice", "5"], "4 comma-separated"),
     (["{image}", "--box", "10,10,20,20"], "needs --slice"),
     (["{nan}", "--box", "10,10,20,20", "--slice", "5"], "NaN"),
+    (["{blank}", "--box", "14,13,34,31", "--slice", "27"], "slice 27 is blank"),
+    (["{blank}", "--mask-prompt", "{on_padding}"], "slice 27 is blank"),
     (["{corrupt}", "--box", "10,10,20,20", "--slice", "5"], "cannot read"),
     (["{missing}", "--box", "10,10,20,20", "--slice", "5"], "no such file"),
     (["{image}", "--mask-prompt", "{prompt}", "--walker-weight", "1.5"], "--walker-weight must be in [0, 1]"),

@@ -185,6 +185,23 @@ def test_bad_images_raise_clear_errors() -> None:
         PropagationInferer().propagate(torch.zeros(SHAPE), OraclePropMask(), mask_prompt=two_slices)
 
 
+def test_prompts_on_blank_slices_are_rejected_and_blank_box3d_seeds_skipped() -> None:
+    truth = cylinder(SHAPE, 2, 10, 60)
+    image = torch.from_numpy(object_volume(truth))
+    image[:, :, 50:] = 0.0  # padding: the scan ends at slice 49
+    rows, cols = np.nonzero(truth[:, :, 30])
+    box = (rows.min(), cols.min(), rows.max(), cols.max())
+    inferer = PropagationInferer(thickness_mm=8)
+    with pytest.raises(PromptError, match="slice 55 is blank"):
+        inferer.propagate(image, OraclePropMask(), mask_prompt=prompt_on(truth, 2, 55))
+    with pytest.raises(PromptError, match="slice 55 is blank"):
+        inferer.propagate(image, OraclePropMask(), OracleBox2Mask(), box=box, slice_index=55, axis=2)
+    with pytest.raises(PromptError, match=r"blank .* seed slices \[55, 58, 61\]"):
+        inferer.propagate(image, OraclePropMask(), OracleBox2Mask(), box3d=(*box[:2], 52, *box[2:], 64), axis=2)
+    result = inferer.propagate(image, OraclePropMask(), OracleBox2Mask(), box3d=(*box[:2], 30, *box[2:], 66), axis=2)
+    assert result.prompt_slices[1] == [39, 48]
+
+
 def test_real_network_runs_end_to_end() -> None:
     from pam_monai.networks import build_box2mask, build_propmask
 

@@ -2,8 +2,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
-from pam_monai.transforms import Box3DPrompt, PromptError, box3d_seed_boxes, mask_prompts_from_volume, validate_box
+from pam_monai.transforms import (
+    Box3DPrompt,
+    PromptError,
+    box3d_seed_boxes,
+    mask_prompts_from_volume,
+    require_contrast,
+    validate_box,
+)
 
 
 @pytest.mark.parametrize("axis", [0, 1, 2])
@@ -63,3 +71,28 @@ def test_box3d_seeds_spread_over_the_box() -> None:
     assert [s.slice_index for s in seeds] == [4, 7, 10] and seeds[0].box == (3, 10, 15, 30)
     with pytest.raises(PromptError, match="outside"):
         box3d_seed_boxes(Box3DPrompt((2, 3, 10), (12, 15, 40)), (20, 20, 40), axis=2)
+
+
+@pytest.mark.parametrize("fill", [0.0, -1024.0, 3.5])
+def test_a_prompt_on_a_blank_slice_is_rejected(fill: float) -> None:
+    plane = torch.full((30, 40), fill)
+    with pytest.raises(PromptError, match="slice 7 is blank around the prompt"):
+        require_contrast(plane, (5, 5, 20, 30), 7)
+
+
+@pytest.mark.parametrize(
+    "box,blank",
+    [
+        ((10, 10, 19, 19), False),  # a tight box on a flat square: its edge lies in the margin
+        ((12, 12, 17, 17), True),  # well inside the flat square: nothing but one value
+        ((0, 0, 5, 5), False),  # noise around the square
+    ],
+)
+def test_contrast_is_looked_for_around_the_box(box: tuple[int, int, int, int], blank: bool) -> None:
+    plane = torch.from_numpy(np.random.default_rng(0).normal(0, 1, (30, 30)).astype(np.float32))
+    plane[10:20, 10:20] = 50.0
+    if blank:
+        with pytest.raises(PromptError, match="blank"):
+            require_contrast(plane, box, 3)
+    else:
+        require_contrast(plane, box, 3)
