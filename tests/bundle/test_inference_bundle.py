@@ -73,9 +73,11 @@ def test_inference_section_rejects_a_bad_prompt(case: dict[str, Path], tmp_path:
         (("--walker_weight_box", "-0.1"), "walker_weight_box must be in [0, 1], got -0.1."),
         (("--walker_beta", "0"), "walker_beta must be positive, got 0"),
         (("--thickness_mm", "-2"), "thickness_mm must be positive, got -2"),
+        (("--ckpt_path", "/nonexistent/model.pt"), "checkpoint file not found: '/nonexistent/model.pt'"),
+        (("--box2mask_ckpt_path", "/nonexistent/b2m.pt"), "checkpoint file not found: '/nonexistent/b2m.pt'"),
     ],
 )
-def test_inference_section_rejects_a_bad_setting_in_one_line(
+def test_inference_section_rejects_a_bad_setting_or_checkpoint_in_one_line(
     case: dict[str, Path], tmp_path: Path, override: tuple[str, str], message: str
 ) -> None:
     process = _run(case, str(case["prompt"]), tmp_path / "out", *override)
