@@ -32,25 +32,22 @@ from monai.losses import DeepSupervisionLoss, DiceLoss
 from monai.utils import CommonKeys
 from torch import nn
 
-from pam_monai.data.datalist import DatalistError
 from pam_monai.inferers.box2mask import foreground_probability
-from pam_monai.inferers.propagation import InferenceSettingError
 from pam_monai.networks.checkpoint import CheckpointError, load_network_weights
 from pam_monai.networks.configs import build_box2mask, build_propmask
 from pam_monai.transforms.tasks import RandBox2MaskSampled, RandPropagationTaskd
+from pam_monai.workflows.errors import TrainingSetupError
 
 __all__ = [
     "TARGETS",
     "TaskDataset",
     "TaskThroughputLogger",
     "TrainingCheckpoint",
-    "TrainingSetupError",
     "TrainingTimeLimit",
     "as_bool",
     "build_network",
     "checkpoint_candidates",
     "deep_supervision_dice_loss",
-    "exit_on_error",
     "export_network",
     "limit_worker_threads",
     "load_pretrained",
@@ -71,29 +68,10 @@ TARGETS: tuple[str, ...] = ("propmask", "box2mask")
 _CHECKPOINT_RE = re.compile(r"iteration=(\d+)\.pt$")
 
 
-class TrainingSetupError(ValueError):
-    """A training configuration that cannot run (one-line message)."""
-
-
 def _check_target(target: str) -> str:
     if target not in TARGETS:
         raise TrainingSetupError(f"target must be one of {TARGETS}, got {target!r}.")
     return target
-
-
-def exit_on_error(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """Call ``function``; turn a setup error into ``SystemExit`` with its one-line message (for bundle configs).
-
-    MONAI's config parser wraps exceptions raised while evaluating an expression into long ``RuntimeError``
-    chains; ``SystemExit`` passes through, so ``python -m monai.bundle run`` stops with exit status 1 and prints
-    just ``error: <message>`` (the message names the offending file).
-    """
-    try:
-        return function(*args, **kwargs)
-    except (DatalistError, CheckpointError, InferenceSettingError, TrainingSetupError) as exc:
-        message = " ".join(str(exc).split())
-        logger.error(message)
-        raise SystemExit(f"error: {message}") from exc
 
 
 def as_bool(value: Any) -> bool:

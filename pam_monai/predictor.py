@@ -13,7 +13,7 @@ from monai.data import MetaTensor
 from monai.data.utils import affine_to_spacing
 from torch import nn
 
-from pam_monai.data.io import load_image, voxel_volume_ml
+from pam_monai.data.io import ImageError, load_image, voxel_volume_ml
 from pam_monai.inferers.propagation import PropagationInferer, PropagationResult
 from pam_monai.networks.checkpoint import CheckpointError, build_network_from_checkpoint
 from pam_monai.transforms.prompt import plane_axes
@@ -103,9 +103,9 @@ class PAMPredictor:
         if image.ndim == 4 and image.shape[0] == 1:
             image = image[0]
         if image.ndim != 3:
-            raise ValueError(f"the image must be 3D, got shape {tuple(image.shape)}.")
+            raise ImageError(f"the image must be 3D, got shape {tuple(image.shape)}.")
         if not bool(torch.isfinite(image.as_tensor()).all()):
-            raise ValueError("the image contains NaN or infinite intensities.")
+            raise ImageError("the image contains NaN or infinite intensities.")
         self.image = image
         return image
 

@@ -267,7 +267,8 @@ def test_training_time_limit_stops_after_the_budget(tmp_path, monkeypatch, budge
 
 @pytest.mark.parametrize("budget", ["abc", [1, 2]])
 def test_training_time_limit_refuses_a_budget_that_is_not_seconds(budget) -> None:
-    from pam_monai.engines import TrainingTimeLimit, exit_on_error
+    from pam_monai.engines import TrainingTimeLimit
+    from pam_monai.workflows.errors import exit_on_error
 
     with pytest.raises(SystemExit, match="max_training_seconds must be a number of seconds"):
         exit_on_error(TrainingTimeLimit, budget)
@@ -287,7 +288,7 @@ def test_synthetic_hidden_boundaries_reach_the_generator() -> None:
 
 @pytest.mark.parametrize("share", [-0.1, 1.5, "abc"])
 def test_synthetic_hidden_boundaries_must_be_a_probability(share) -> None:
-    from pam_monai.engines import exit_on_error
+    from pam_monai.workflows.errors import exit_on_error
 
     with pytest.raises(SystemExit, match="synthetic_hidden_boundaries must be a probability"):
         exit_on_error(volume_dataset, [], None, synthetic_volumes=1, synthetic_hidden_boundaries=share)

@@ -14,10 +14,14 @@ import torch
 from monai.data import MetaTensor
 from monai.transforms import LoadImage
 
-__all__ = ["ImageReadError", "atomic_path", "load_image", "save_label_image", "voxel_volume_ml"]
+__all__ = ["ImageError", "ImageReadError", "atomic_path", "load_image", "save_label_image", "voxel_volume_ml"]
 
 
-class ImageReadError(ValueError):
+class ImageError(ValueError):
+    """An image pam-monai cannot use: unreadable, not 3D, or with non-finite intensities."""
+
+
+class ImageReadError(ImageError):
     """An image that cannot be read."""
 
 

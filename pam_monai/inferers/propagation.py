@@ -20,6 +20,7 @@ from monai.inferers import Inferer
 from scipy import ndimage
 from tqdm.auto import tqdm
 
+from pam_monai.data.io import ImageError
 from pam_monai.inferers.box2mask import Box2MaskInferer, foreground_probability
 from pam_monai.inferers.propagation_parts import (
     _all_finite,
@@ -67,7 +68,7 @@ def _has_contrast(plane: torch.Tensor, box: BoxPrompt) -> bool:
 def neighbourhood_size(thickness_mm: float, spacing_mm: float, max_neighbours: int) -> int:
     """Slices predicted per direction and round: ``min(int(thickness / spacing), max)``, at least 1."""
     if spacing_mm <= 0 or not np.isfinite(spacing_mm):
-        raise ValueError(f"the spacing along the propagation axis must be positive, got {spacing_mm}.")
+        raise ImageError(f"the spacing along the propagation axis must be positive, got {spacing_mm}.")
     return max(1, min(int(thickness_mm / spacing_mm), max_neighbours))
 
 
@@ -242,7 +243,7 @@ class PropagationInferer(Inferer):
         volume = _volume_3d(inputs)
         plane_axes(axis)
         if not _all_finite(volume):
-            raise ValueError("the image contains NaN or infinite intensities.")
+            raise ImageError("the image contains NaN or infinite intensities.")
         spacings = _spacing(inputs, spacing)
         depth_spacing = float(spacings[axis])
         pixel_spacing = min(float(spacings[a]) for a in range(3) if a != axis)
@@ -364,7 +365,7 @@ class PropagationInferer(Inferer):
             for s in seeds:
                 s.mask = s.mask.to(vol.device)
                 if not bool(torch.isfinite(vol[s.slice_index][s.mask]).all()):
-                    raise ValueError("the image has non-finite values under the prompt.")
+                    raise ImageError("the image has non-finite values under the prompt.")
                 rows, cols = torch.nonzero(s.mask.any(1))[:, 0], torch.nonzero(s.mask.any(0))[:, 0]
                 bounds = (int(rows.min()), int(cols.min()), int(rows.max()), int(cols.max()))
                 require_contrast(vol[s.slice_index], bounds, s.slice_index)
@@ -548,7 +549,7 @@ class PropagationInferer(Inferer):
         volume = _volume_3d(inputs)
         plane_axes(axis)
         if not _all_finite(volume):
-            raise ValueError("the image contains NaN or infinite intensities.")
+            raise ImageError("the image contains NaN or infinite intensities.")
         vol = volume.to(device=_device(network), dtype=torch.float32).movedim(axis, 0)
         depth, height, width = vol.shape
         mask = torch.as_tensor(guide_mask)

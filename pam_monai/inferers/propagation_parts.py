@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from monai.data import MetaTensor
 from monai.data.utils import affine_to_spacing
 
+from pam_monai.data.io import ImageError
 from pam_monai.transforms.roi import RoIWindow
 
 
@@ -153,9 +154,9 @@ def _volume_3d(inputs: torch.Tensor | np.ndarray) -> torch.Tensor:
     while volume.ndim > 3 and volume.shape[0] == 1:
         volume = volume[0]
     if volume.ndim != 3:
-        raise ValueError(f"the image must be 3D (one channel), got shape {tuple(volume.shape)}.")
+        raise ImageError(f"the image must be 3D (one channel), got shape {tuple(volume.shape)}.")
     if min(volume.shape) < 2:
-        raise ValueError(f"the image must have at least 2 voxels along each axis, got shape {tuple(volume.shape)}.")
+        raise ImageError(f"the image must have at least 2 voxels along each axis, got shape {tuple(volume.shape)}.")
     return volume
 
 

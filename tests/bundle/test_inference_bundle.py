@@ -34,11 +34,13 @@ def case(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {"root": root, "image": root / "case.nii.gz", "prompt": root / "prompt.nii.gz"}
 
 
-def _run(case: dict[str, Path], prompt: str, out: Path, *overrides: str) -> subprocess.CompletedProcess:
+def _run(
+    case: dict[str, Path], prompt: str, out: Path, *overrides: str, image: Path | None = None
+) -> subprocess.CompletedProcess:
     command = [
         sys.executable, "-m", "monai.bundle", "run", "--config_file", str(BUNDLE / "configs" / "inference.json"),
         "--bundle_root", str(BUNDLE), "--ckpt_path", str(case["root"] / "model.pt"),
-        "--box2mask_ckpt_path", str(case["root"] / "box2mask.pt"), "--image", str(case["image"]),
+        "--box2mask_ckpt_path", str(case["root"] / "box2mask.pt"), "--image", str(image or case["image"]),
         "--prompt", prompt, "--output_dir", str(out), "--thickness_mm", "6", *overrides,
     ]  # fmt: skip
     return subprocess.run(command, capture_output=True, text=True, check=False, timeout=300)
@@ -59,11 +61,34 @@ def test_inference_section_writes_mask_report_and_preview(case: dict[str, Path],
     assert (tmp_path / "out" / "case_preview.png").stat().st_size > 0
 
 
-def test_inference_section_rejects_a_bad_prompt(case: dict[str, Path], tmp_path: Path) -> None:
-    process = _run(case, json.dumps({"box": [14, 15, 90, 33], "slice": 12}), tmp_path / "out")
+def _assert_one_line_error(process: subprocess.CompletedProcess, message: str, out: Path) -> None:
+    """A non-zero exit, an ``error:`` line with ``message``, no traceback and nothing written."""
     assert process.returncode != 0
-    assert "lies outside" in process.stderr
-    assert not (tmp_path / "out" / "case_seg.nii.gz").exists()
+    error_lines = [line for line in process.stderr.splitlines() if line.startswith("error:")]
+    assert error_lines and message in error_lines[-1], process.stderr[-2000:]
+    assert "Traceback" not in process.stderr, process.stderr[-2000:]
+    assert not out.exists() or not any(out.iterdir())
+
+
+@pytest.mark.parametrize(
+    ("image", "prompt", "message"),
+    [
+        (None, {"box": [14, 15, 90, 33], "slice": 12}, "lies outside"),
+        (None, {"box": [14, 15, 34, 33], "slice": 40}, "slice 40 is out of range"),
+        ("missing.nii.gz", {"box": [14, 15, 34, 33], "slice": 12}, "cannot read the image: No such file"),
+        ("corrupt.nii.gz", {"box": [14, 15, 34, 33], "slice": 12}, "cannot read the image: Cannot work out file type"),
+        ("nan.nii.gz", {"box": [14, 15, 34, 33], "slice": 12}, "NaN"),
+    ],
+)
+def test_inference_section_stops_on_bad_input_in_one_line(
+    case: dict[str, Path], tmp_path: Path, image: str | None, prompt: dict, message: str
+) -> None:
+    (tmp_path / "corrupt.nii.gz").write_bytes(b"\x1f\x8b not a nifti file")
+    volume = np.asarray(nib.load(case["image"]).dataobj, dtype=np.float32)
+    volume[3, 3, 3] = np.nan
+    nib.save(nib.Nifti1Image(volume, AFFINE), tmp_path / "nan.nii.gz")
+    process = _run(case, json.dumps(prompt), tmp_path / "out", image=tmp_path / image if image else None)
+    _assert_one_line_error(process, message, tmp_path / "out")
 
 
 @pytest.mark.parametrize(
@@ -81,11 +106,7 @@ def test_inference_section_rejects_a_bad_setting_or_checkpoint_in_one_line(
     case: dict[str, Path], tmp_path: Path, override: tuple[str, str], message: str
 ) -> None:
     process = _run(case, str(case["prompt"]), tmp_path / "out", *override)
-    assert process.returncode != 0
-    error_lines = [line for line in process.stderr.splitlines() if line.startswith("error:")]
-    assert error_lines and message in error_lines[-1], process.stderr[-2000:]
-    assert "Traceback" not in process.stderr
-    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+    _assert_one_line_error(process, message, tmp_path / "out")
 
 
 def test_metadata_verifies_offline_against_the_kept_schema(tmp_path: Path) -> None:
