@@ -450,6 +450,26 @@ def test_no_prompt_and_no_weights_are_refused_before_reading(data: dict, tmp_pat
     assert not output.exists() or list(output.iterdir()) == []
 
 
+@pytest.mark.parametrize(("content", "expected"), [(b"not a checkpoint", "cannot read checkpoint"), (None, "Box2Mask")])
+def test_a_corrupt_or_mismatched_checkpoint_is_refused(
+    data: dict, tmp_path: Path, content: bytes | None, expected: str
+) -> None:
+    models = tmp_path / "models"
+    models.mkdir()
+    if content is None:  # Box2Mask weights where PropMask's should be
+        shutil.copy(data["models"] / "box2mask.pt", models / "model.pt")
+    else:
+        (models / "model.pt").write_bytes(content)
+    shutil.copy(data["models"] / "box2mask.pt", models / "box2mask.pt")
+    output = tmp_path / "output"
+    completed = run_app(
+        "-i", str(data["series"]), "-o", str(output), "-m", str(models), "--prompt", json.dumps(BOX_PROMPT)
+    )
+    assert completed.returncode == 2, completed.stderr[-3000:]
+    assert expected in _error_line(completed)
+    assert not output.exists() or list(output.iterdir()) == []
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # the packaged layout: what a MAP runs, from the SDK's environment variables
 # ----------------------------------------------------------------------------------------------------------------

@@ -226,7 +226,7 @@ def build_predictor(models: ModelFiles, device: str = "cpu"):  # noqa: ANN201 - 
         if box2mask is None:
             parser["inferer"]["box2mask_network"] = None
         inferer = parser.get_parsed_content("inferer")
-    except Exception as error:
+    except (Exception, SystemExit) as error:  # the config stops bad input with SystemExit for the bundle's CLI
         cause = _unwrap(error, (CheckpointError,))
         if cause is not None:
             raise CheckpointError(str(cause)) from error
