@@ -52,6 +52,9 @@ def _parser() -> argparse.ArgumentParser:
     prompt.add_argument("--mask-prompt", help="label image on the image's grid, nonzero on one slice only")
     prompt.add_argument("--box", help="I0,J0,I1,J1: inclusive box on --slice (in-plane voxel indices)")
     prompt.add_argument("--box3d", help="I0,J0,K0,I1,J1,K1: inclusive 3D box (voxel indices)")
+    prompt.add_argument(
+        "--roi", help="3D Slicer ROI markup (.mrk.json): a solid ROI is a 3D box, a one-slice-thin ROI a 2D box"
+    )
     segment.add_argument("--slice", type=int, help="index of the box's slice along --axis")
     segment.add_argument(
         "--axis", type=int, default=2, choices=(0, 1, 2), help="array axis normal to the prompt slice (default 2)"
@@ -119,6 +122,7 @@ def _segment(args: argparse.Namespace) -> dict:
     from pam_monai.apps.preview import save_preview
     from pam_monai.data.io import load_image, save_label_image, write_atomic
     from pam_monai.predictor import PAMPredictor
+    from pam_monai.transforms.slicer_roi import read_slicer_roi, roi_prompt
 
     if args.box is not None and args.slice is None:
         raise UsageError("--box needs --slice, the index of the box's slice along --axis.")
@@ -162,20 +166,33 @@ def _segment(args: argparse.Namespace) -> dict:
             )
     read_seconds = time.perf_counter() - read_start
 
-    result = predictor.segment(mask_prompt=mask_prompt, box=box, slice_index=args.slice, box3d=box3d, axis=args.axis)
+    axis = args.axis
+    if args.roi:
+        roi = roi_prompt(read_slicer_roi(args.roi), np.asarray(image.affine), tuple(image.shape))
+        box, box3d = roi.get("box"), roi.get("box3d")
+        args.slice, axis = roi.get("slice_index"), roi.get("axis", axis)
+
+    result = predictor.segment(mask_prompt=mask_prompt, box=box, slice_index=args.slice, box3d=box3d, axis=axis)
     if not bool(result.labels.any()):
         raise RuntimeError("the model found no object for this prompt; nothing was written.")
-    report = predictor.report(result, axis=args.axis)
+    report = predictor.report(result, axis=axis)
     report["seconds"]["read"] = round(read_seconds, 4)
     report["image"] = str(args.image)
-    report["prompt"] = {"mask_prompt": args.mask_prompt, "box": box, "slice": args.slice, "box3d": box3d}
+    report["prompt"] = {
+        "mask_prompt": args.mask_prompt,
+        "roi": args.roi,
+        "box": box,
+        "slice": args.slice,
+        "box3d": box3d,
+        "axis": axis,
+    }
 
     write_start = time.perf_counter()
     outputs = [output]
     save_label_image(result.labels, np.asarray(image.affine), output)
     if args.preview:
         prompt_slices = sorted({s for slices in result.prompt_slices.values() for s in slices})
-        save_preview(image.numpy(), result.labels.numpy(), args.axis, prompt_slices, args.preview)
+        save_preview(image.numpy(), result.labels.numpy(), axis, prompt_slices, args.preview)
         outputs.append(Path(args.preview))
     report["seconds"]["write"] = round(time.perf_counter() - write_start, 4)
     report["seconds"]["total"] = round(time.perf_counter() - started, 4)

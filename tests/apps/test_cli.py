@@ -49,6 +49,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     paths["on_padding"] = root / "on_padding.nii.gz"
     nib.save(nib.Nifti1Image(on_padding, AFFINE), paths["on_padding"])
     paths["corrupt"] = root / "corrupt.nii.gz"
+    paths["roi_outside"] = _slicer_roi(root / "outside.mrk.json", (60.0, 5.0, 5.0), (70.0, 9.0, 9.0))
     paths["corrupt"].write_bytes(b"\x1f\x8b this is not a nifti file")
     torch.manual_seed(0)
     paths["propmask"] = save_network(always_object(build_propmask("light", input_size=64)), root / "propmask.pt")
@@ -173,6 +174,52 @@ def test_box3d_prompt(files: dict[str, Path], tmp_path: Path) -> None:
     assert labels[:, :, :9].sum() == 0 and labels[:, :, 22:].sum() == 0 and labels[:, :, 15].sum() > 0
 
 
+def _slicer_roi(path: Path, first: tuple[float, ...], last: tuple[float, ...]) -> Path:
+    """A Slicer ROI (LPS, as Slicer saves it) spanning voxel coordinates ``first..last`` of the test image."""
+    corners = np.array([[*first, 1.0], [*last, 1.0]]) @ AFFINE.T
+    center, size = corners[:, :3].mean(axis=0) * [-1, -1, 1], np.abs(corners[1, :3] - corners[0, :3])
+    markup = {"type": "ROI", "coordinateSystem": "LPS", "center": center.tolist(), "size": size.tolist()}
+    path.write_text(json.dumps({"markups": [markup]}))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("first", "last", "expected"),
+    [
+        ((13.5, 12.5, 15.0), (34.5, 31.5, 15.0), {"box": [14, 13, 34, 31], "slice": 15, "axis": 2}),
+        # The image's rows lean across slices (AFFINE[1, 2]), so a world-aligned box covers a row more each side.
+        ((13.5, 12.5, 8.5), (34.5, 31.5, 21.5), {"box3d": [14, 12, 9, 34, 32, 21], "axis": 2}),
+    ],
+)
+def test_slicer_roi_prompt_is_the_same_box_on_the_voxel_grid(
+    files: dict[str, Path], tmp_path: Path, first: tuple, last: tuple, expected: dict
+) -> None:
+    roi = _slicer_roi(tmp_path / "roi.mrk.json", first, last)
+    out, report = tmp_path / "roi.nii.gz", tmp_path / "roi.json"
+    assert (
+        main(
+            [
+                "segment",
+                str(files["image"]),
+                "--roi",
+                str(roi),
+                "-o",
+                str(out),
+                "--report",
+                str(report),
+                *_weights(files),
+            ]
+        )
+        == 0
+    )
+    prompt = json.loads(report.read_text())["prompt"]
+    assert {key: prompt[key] for key in expected} == expected and prompt["roi"] == str(roi)
+    same = tmp_path / "same.nii.gz"
+    by_hand = ["--box", "14,13,34,31", "--slice", "15"] if "box" in expected else ["--box3d", "14,12,9,34,32,21"]
+    assert main(["segment", str(files["image"]), *by_hand, "-o", str(same), *_weights(files)]) == 0
+    assert np.array_equal(np.asarray(nib.load(out).dataobj), np.asarray(nib.load(same).dataobj))
+
+
 BAD_INPUTS = [
     (["{flat}", "--mask-prompt", "{prompt}"], "3D"),
     (["{image}", "--mask-prompt", "{small}"], "grid"),
@@ -187,6 +234,8 @@ BAD_INPUTS = [
     (["{nan}", "--box", "10,10,20,20", "--slice", "5"], "NaN"),
     (["{blank}", "--box", "14,13,34,31", "--slice", "27"], "slice 27 is blank"),
     (["{blank}", "--mask-prompt", "{on_padding}"], "slice 27 is blank"),
+    (["{image}", "--roi", "{roi_outside}"], "the ROI lies outside the image"),
+    (["{image}", "--roi", "{corrupt}"], "not a Slicer markups JSON file"),
     (["{corrupt}", "--box", "10,10,20,20", "--slice", "5"], "cannot read"),
     (["{missing}", "--box", "10,10,20,20", "--slice", "5"], "no such file"),
     (["{image}", "--mask-prompt", "{prompt}", "--walker-weight", "1.5"], "--walker-weight must be in [0, 1]"),
