@@ -187,8 +187,9 @@ def box3d_seed_boxes(
 def parse_prompt(prompt: str | os.PathLike | Mapping[str, Any]) -> dict[str, Any]:
     """Turn a bundle/CLI prompt into inferer keyword arguments.
 
-    Accepts a path to a mask-prompt image (returned as ``{"mask_prompt_path": ...}``), a path to a JSON file, a
-    JSON string or a mapping with ``box`` + ``slice`` (or ``slice_index``), or ``box3d``, and optional ``axis``,
+    Accepts a path to a mask-prompt image (returned as ``{"mask_prompt_path": ...}``), a path to a 3D Slicer ROI
+    markup ``*.mrk.json`` (returned as ``{"roi_path": ...}``), a path to a JSON file, a JSON string or a mapping
+    with ``box`` + ``slice`` (or ``slice_index``), or ``box3d``, and optional ``axis``,
     e.g. ``{"box": [10, 12, 40, 50], "slice": 30, "axis": 2}``.
     """
     if isinstance(prompt, Mapping):
@@ -200,6 +201,8 @@ def parse_prompt(prompt: str | os.PathLike | Mapping[str, Any]) -> dict[str, Any
                 spec = json.loads(text)
             except json.JSONDecodeError as error:
                 raise PromptError(f"the prompt is not valid JSON: {error.msg} at character {error.pos}.") from None
+        elif text.endswith(".mrk.json"):  # a 3D Slicer ROI: needs the image's grid, so LoadPromptd resolves it
+            return {"roi_path": text}
         elif text.endswith(".json"):
             try:
                 spec = json.loads(Path(text).read_text())
@@ -239,7 +242,8 @@ def parse_prompt(prompt: str | os.PathLike | Mapping[str, Any]) -> dict[str, Any
 class LoadPromptd(MapTransform):
     """Resolve ``data[key]`` (a prompt path, JSON text or mapping, see :func:`parse_prompt`) into ``prompt_args``.
 
-    A mask prompt is read with MONAI's ``LoadImage`` and checked against the grid of ``image_key``.
+    A mask prompt is read with MONAI's ``LoadImage`` and checked against the grid of ``image_key``; a Slicer ROI
+    becomes a box on that grid (:func:`~pam_monai.transforms.slicer_roi.roi_prompt`).
     """
 
     def __init__(self, keys: KeysCollection = "prompt", image_key: str = "image", allow_missing_keys: bool = False):
@@ -248,10 +252,17 @@ class LoadPromptd(MapTransform):
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         from pam_monai.data.io import load_image  # late: io imports MONAI readers
+        from pam_monai.transforms.slicer_roi import read_slicer_roi, roi_prompt  # late: it imports this module
 
         d = dict(data)
         for key in self.key_iterator(d):
             args = parse_prompt(d[key])
+            roi_path = args.pop("roi_path", None)
+            if roi_path is not None:
+                image = d[self.image_key]
+                if not hasattr(image, "affine"):
+                    raise PromptError(f"{roi_path}: a Slicer ROI needs an image with world coordinates (an affine).")
+                args = roi_prompt(read_slicer_roi(roi_path), np.asarray(image.affine), tuple(image.shape[-3:]))
             path = args.pop("mask_prompt_path", None)
             if path is not None:
                 mask = load_image(path)

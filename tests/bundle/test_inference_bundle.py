@@ -46,9 +46,22 @@ def _run(
     return subprocess.run(command, capture_output=True, text=True, check=False, timeout=300)
 
 
-@pytest.mark.parametrize("kind", ["mask", "box"])
+def _slicer_roi(path: Path) -> Path:
+    """The box [14, 15, 34, 33] on slice 12 as a flat 3D Slicer ROI in LPS world coordinates."""
+    edges = np.array([[13.5, 14.5, 12.0, 1.0], [34.5, 33.5, 12.0, 1.0]]) @ AFFINE.T
+    center, size = edges[:, :3].mean(axis=0) * [-1, -1, 1], np.abs(edges[1, :3] - edges[0, :3])
+    markup = {"type": "ROI", "coordinateSystem": "LPS", "center": center.tolist(), "size": size.tolist()}
+    path.write_text(json.dumps({"markups": [markup]}))
+    return path
+
+
+@pytest.mark.parametrize("kind", ["mask", "box", "slicer_roi"])
 def test_inference_section_writes_mask_report_and_preview(case: dict[str, Path], tmp_path: Path, kind: str) -> None:
-    prompt = str(case["prompt"]) if kind == "mask" else json.dumps({"box": [14, 15, 34, 33], "slice": 12, "axis": 2})
+    prompt = {
+        "mask": lambda: str(case["prompt"]),
+        "box": lambda: json.dumps({"box": [14, 15, 34, 33], "slice": 12, "axis": 2}),
+        "slicer_roi": lambda: str(_slicer_roi(tmp_path / "box.mrk.json")),
+    }[kind]()
     process = _run(case, prompt, tmp_path / "out")
     assert process.returncode == 0, process.stderr[-2000:]
     seg = nib.load(tmp_path / "out" / "case_seg.nii.gz")
@@ -89,6 +102,14 @@ def test_inference_section_stops_on_bad_input_in_one_line(
     nib.save(nib.Nifti1Image(volume, AFFINE), tmp_path / "nan.nii.gz")
     process = _run(case, json.dumps(prompt), tmp_path / "out", image=tmp_path / image if image else None)
     _assert_one_line_error(process, message, tmp_path / "out")
+
+
+def test_inference_section_stops_on_a_slicer_roi_outside_the_image(case: dict[str, Path], tmp_path: Path) -> None:
+    path = tmp_path / "outside.mrk.json"
+    markup = {"type": "ROI", "coordinateSystem": "RAS", "center": [500.0, 0.0, 0.0], "size": [10.0, 10.0, 10.0]}
+    path.write_text(json.dumps({"markups": [markup]}))
+    process = _run(case, str(path), tmp_path / "out")
+    _assert_one_line_error(process, "the ROI lies outside the image", tmp_path / "out")
 
 
 @pytest.mark.parametrize(
