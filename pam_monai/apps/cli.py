@@ -122,6 +122,7 @@ def _segment(args: argparse.Namespace) -> dict:
     from pam_monai.apps.preview import save_preview
     from pam_monai.data.io import load_image, save_label_image, write_atomic
     from pam_monai.predictor import PAMPredictor
+    from pam_monai.transforms.prompt import place_on_grid
     from pam_monai.transforms.slicer_roi import read_slicer_roi, roi_prompt
 
     if args.box is not None and args.slice is None:
@@ -156,14 +157,10 @@ def _segment(args: argparse.Namespace) -> dict:
     image = predictor.set_image(args.image)
     mask_prompt = None
     if args.mask_prompt:
-        mask_prompt = load_image(args.mask_prompt)
-        if tuple(mask_prompt.shape[-3:]) != tuple(image.shape) or not np.allclose(
-            np.asarray(mask_prompt.affine), np.asarray(image.affine), atol=1e-3
-        ):
-            raise UsageError(
-                f"{args.mask_prompt}: the prompt's grid (shape {tuple(mask_prompt.shape)}) differs from the image's "
-                f"(shape {tuple(image.shape)}) or its affine differs."
-            )
+        prompt_image = load_image(args.mask_prompt)
+        mask_prompt = place_on_grid(
+            prompt_image.as_tensor(), prompt_image.affine, tuple(image.shape), image.affine, args.mask_prompt
+        )
     read_seconds = time.perf_counter() - read_start
 
     axis = args.axis

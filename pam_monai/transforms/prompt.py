@@ -28,6 +28,7 @@ __all__ = [
     "box3d_seed_boxes",
     "mask_prompts_from_volume",
     "parse_prompt",
+    "place_on_grid",
     "plane_axes",
     "require_contrast",
     "validate_box",
@@ -120,6 +121,57 @@ def require_contrast(plane: torch.Tensor, box: tuple[int, int, int, int], slice_
             f"slice {slice_index} is blank around the prompt (every voxel in rows {r0}..{r1}, columns {c0}..{c1} is "
             f"{low:g}): put the prompt on a slice that shows the object."
         )
+
+
+def place_on_grid(
+    prompt: torch.Tensor | np.ndarray,
+    prompt_affine: np.ndarray | torch.Tensor,
+    shape: tuple[int, ...],
+    affine: np.ndarray | torch.Tensor,
+    name: str = "the mask prompt",
+) -> torch.Tensor:
+    """A mask prompt on the image's grid.
+
+    A prompt saved on the image's voxel lattice but with another extent is placed at its offset: 3D Slicer, for
+    one, crops saved segmentations to the segments' extent. A prompt on any other grid (spacing, direction, or an
+    offset that is not a whole number of voxels) is refused rather than resampled, since resampling a one-slice
+    mask can smear it over several slices or lose it between them.
+
+    Args:
+        prompt: ``(X', Y', Z')`` label image.
+        prompt_affine: its ``(4, 4)`` voxel-to-world matrix.
+        shape: the image's ``(X, Y, Z)``.
+        affine: the image's ``(4, 4)`` voxel-to-world matrix.
+        name: what to call the prompt in messages (e.g. its file name).
+
+    Returns:
+        ``(X, Y, Z)`` label tensor.
+    """
+    prompt = torch.as_tensor(np.asarray(prompt) if not isinstance(prompt, torch.Tensor) else prompt)
+    prompt = prompt.reshape(prompt.shape[-3:]) if prompt.ndim == 4 and prompt.shape[0] == 1 else prompt
+    if prompt.ndim != 3:
+        raise PromptError(f"{name} must be 3D, got shape {tuple(prompt.shape)}.")
+    image_affine = np.asarray(affine, dtype=np.float64)
+    relation = np.linalg.solve(image_affine, np.asarray(prompt_affine, dtype=np.float64))
+    offset = np.round(relation[:3, 3])
+    # Tolerances: a hundredth of a voxel, as headers round spacings and origins.
+    if not (np.allclose(relation[:3, :3], np.eye(3), atol=1e-2) and np.allclose(relation[:3, 3], offset, atol=1e-2)):
+        raise PromptError(
+            f"{name}: its grid (shape {tuple(prompt.shape)}, spacing, direction or origin) differs from the image's "
+            f"(shape {tuple(shape)}); save the prompt on the image's grid."
+        )
+    if tuple(prompt.shape) == tuple(shape) and not offset.any():
+        return prompt
+    start = [int(v) for v in offset]
+    placed = torch.zeros(tuple(shape), dtype=prompt.dtype)
+    target = tuple(slice(max(o, 0), min(o + n, size)) for o, n, size in zip(start, prompt.shape, shape))
+    source = tuple(slice(t.start - o, t.stop - o) for t, o in zip(target, start))
+    if any(t.start >= t.stop for t in target):
+        raise PromptError(f"{name}: it lies entirely outside the image (offset {start} voxels on the image's grid).")
+    placed[target] = prompt[source]
+    if int(torch.count_nonzero(placed)) != int(torch.count_nonzero(prompt)):
+        raise PromptError(f"{name}: part of the prompt lies outside the image (offset {start} voxels).")
+    return placed
 
 
 def mask_prompts_from_volume(prompt: torch.Tensor | np.ndarray, axis: int) -> list[MaskPrompt]:
@@ -268,10 +320,13 @@ class LoadPromptd(MapTransform):
                 mask = load_image(path)
                 image = d[self.image_key]
                 spatial = tuple(image.shape[-3:])
-                if tuple(mask.shape[-3:]) != spatial:
+                if hasattr(image, "affine"):
+                    args["mask_prompt"] = place_on_grid(mask.as_tensor(), mask.affine, spatial, image.affine, path)
+                elif tuple(mask.shape[-3:]) != spatial:
                     raise PromptError(
                         f"{path}: the prompt's grid {tuple(mask.shape[-3:])} differs from the image's {spatial}."
                     )
-                args["mask_prompt"] = mask.as_tensor()
+                else:
+                    args["mask_prompt"] = mask.as_tensor()
             d["prompt_args"] = args
         return d

@@ -34,7 +34,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     two[:, :, 16] = truth[:, :, 16]
     nib.save(nib.Nifti1Image(two, AFFINE), paths["two_slices"])
     nib.save(nib.Nifti1Image(np.zeros(SHAPE, np.uint8), AFFINE), paths["empty"])
-    nib.save(nib.Nifti1Image(prompt[:-2], AFFINE), paths["small"])
+    nib.save(nib.Nifti1Image(prompt, AFFINE @ np.diag([2.0, 1.0, 1.0, 1.0])), paths["small"])  # other spacing
     nan = object_volume(truth)
     nan[3, 3, 3] = np.nan
     nib.save(nib.Nifti1Image(nan, AFFINE), paths["nan"])
@@ -172,6 +172,36 @@ def test_box3d_prompt(files: dict[str, Path], tmp_path: Path) -> None:
     assert main(["segment", str(files["image"]), "--box3d", "14,13,9,34,31,21", "-o", str(out), *_weights(files)]) == 0
     labels = np.asarray(nib.load(out).dataobj)
     assert labels[:, :, :9].sum() == 0 and labels[:, :, 22:].sum() == 0 and labels[:, :, 15].sum() > 0
+
+
+def test_a_mask_prompt_cropped_to_its_extent_is_placed_on_the_image_grid(
+    files: dict[str, Path], tmp_path: Path
+) -> None:
+    # As 3D Slicer saves a segmentation: the same voxel lattice, cropped to the segment, origin moved to the crop.
+    full = np.asarray(nib.load(files["prompt"]).dataobj)
+    rows, cols, _ = np.nonzero(full)
+    start = np.array([rows.min(), cols.min(), 15])
+    cropped = full[start[0] : rows.max() + 1, start[1] : cols.max() + 1, 15:16]
+    shifted = AFFINE.copy()
+    shifted[:3, 3] = (AFFINE @ np.array([*start, 1.0]))[:3]
+    nib.save(nib.Nifti1Image(cropped, shifted), tmp_path / "cropped.nii.gz")
+    out, same = tmp_path / "cropped_seg.nii.gz", tmp_path / "full_seg.nii.gz"
+    assert (
+        main(
+            [
+                "segment",
+                str(files["image"]),
+                "--mask-prompt",
+                str(tmp_path / "cropped.nii.gz"),
+                "-o",
+                str(out),
+                *_weights(files),
+            ]
+        )
+        == 0
+    )
+    assert main(_segment_mask_prompt(files, same)) == 0
+    assert np.array_equal(np.asarray(nib.load(out).dataobj), np.asarray(nib.load(same).dataobj))
 
 
 def _slicer_roi(path: Path, first: tuple[float, ...], last: tuple[float, ...]) -> Path:

@@ -9,6 +9,7 @@ from pam_monai.transforms import (
     PromptError,
     box3d_seed_boxes,
     mask_prompts_from_volume,
+    place_on_grid,
     require_contrast,
     validate_box,
 )
@@ -96,3 +97,44 @@ def test_contrast_is_looked_for_around_the_box(box: tuple[int, int, int, int], b
             require_contrast(plane, box, 3)
     else:
         require_contrast(plane, box, 3)
+
+
+AFFINE = np.array([[-0.8, 0, 0, 12.5], [0, 0.9, 0.1, -30.0], [0, 0, 2.5, 40.0], [0, 0, 0, 1.0]])
+
+
+def _shifted(offset: tuple[float, float, float], affine: np.ndarray = AFFINE) -> np.ndarray:
+    moved = affine.copy()
+    moved[:3, 3] = (affine @ np.array([*offset, 1.0]))[:3]
+    return moved
+
+
+def test_a_prompt_on_the_image_grid_is_returned_as_it_is() -> None:
+    prompt = torch.zeros(20, 22, 24, dtype=torch.uint8)
+    prompt[5:8, 5:9, 7] = 1
+    assert place_on_grid(prompt, AFFINE, (20, 22, 24), AFFINE) is prompt
+
+
+@pytest.mark.parametrize("offset", [(0, 0, 7), (3, 4, 7), (12, 0, 7)])
+def test_a_cropped_prompt_is_placed_at_its_offset(offset: tuple[int, int, int]) -> None:
+    crop = torch.zeros(8, 9, 1, dtype=torch.uint8)
+    crop[1:4, 2:5, 0] = 2
+    placed = place_on_grid(crop, _shifted(offset), (20, 22, 24), AFFINE)
+    expected = torch.zeros(20, 22, 24, dtype=torch.uint8)
+    i, j, k = offset
+    expected[i + 1 : i + 4, j + 2 : j + 5, k] = 2
+    assert torch.equal(placed, expected)
+
+
+@pytest.mark.parametrize(
+    "prompt_affine,message",
+    [
+        (AFFINE @ np.diag([2.0, 1.0, 1.0, 1.0]), "differs from the image's"),
+        (_shifted((0.5, 0, 0)), "differs from the image's"),
+        (_shifted((-1, 0, 0)), "part of the prompt lies outside"),
+        (_shifted((40, 0, 0)), "entirely outside"),
+    ],
+)
+def test_prompts_on_other_grids_are_refused(prompt_affine: np.ndarray, message: str) -> None:
+    crop = torch.ones(8, 9, 1, dtype=torch.uint8)
+    with pytest.raises(PromptError, match=message):
+        place_on_grid(crop, prompt_affine, (20, 22, 24), AFFINE)
