@@ -123,7 +123,6 @@ def _segment(args: argparse.Namespace) -> dict:
     from pam_monai.data.io import load_image, save_label_image, write_atomic
     from pam_monai.predictor import PAMPredictor
     from pam_monai.transforms.prompt import place_on_grid
-    from pam_monai.transforms.slicer_roi import read_slicer_roi, roi_prompt
 
     if args.box is not None and args.slice is None:
         raise UsageError("--box needs --slice, the index of the box's slice along --axis.")
@@ -165,14 +164,14 @@ def _segment(args: argparse.Namespace) -> dict:
 
     axis = args.axis
     if args.roi:
-        roi = roi_prompt(read_slicer_roi(args.roi), np.asarray(image.affine), tuple(image.shape))
+        roi = predictor.roi_prompt(args.roi)
         box, box3d = roi.get("box"), roi.get("box3d")
         args.slice, axis = roi.get("slice_index"), roi.get("axis", axis)
 
     result = predictor.segment(mask_prompt=mask_prompt, box=box, slice_index=args.slice, box3d=box3d, axis=axis)
     if not bool(result.labels.any()):
         raise RuntimeError("the model found no object for this prompt; nothing was written.")
-    report = predictor.report(result, axis=axis)
+    report = predictor.report(result)
     report["seconds"]["read"] = round(read_seconds, 4)
     report["image"] = str(args.image)
     report["prompt"] = {

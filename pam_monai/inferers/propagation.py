@@ -82,6 +82,7 @@ class PropagationResult:
         slices_predicted: network predictions made (slices, counting repeats).
         seconds: wall time per stage.
         prompt_slices: per label, the slice indices (along the axis) the propagation started from.
+        axis: the array axis the propagation ran along (normal to the prompt slices).
     """
 
     labels: torch.Tensor
@@ -89,6 +90,7 @@ class PropagationResult:
     slices_predicted: int = 0
     seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     prompt_slices: dict[int, list[int]] = field(default_factory=dict)
+    axis: int = 2
 
 
 @dataclass
@@ -266,6 +268,7 @@ class PropagationInferer(Inferer):
         labels = sorted({s.label for s in seeds})
         obj_of = {lab: i for i, lab in enumerate(labels)}
         result.prompt_slices = {lab: sorted(s.slice_index for s in seeds if s.label == lab) for lab in labels}
+        result.axis = axis
 
         with timer("normalise"):
             windows = []
