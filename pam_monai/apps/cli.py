@@ -6,11 +6,8 @@ import argparse
 import json
 import os
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
-
-import numpy as np
 
 __all__ = ["main"]
 
@@ -62,28 +59,22 @@ def _parser() -> argparse.ArgumentParser:
     segment.add_argument("-o", "--output", required=True, help="output label image (.nii.gz)")
     segment.add_argument("--report", help="write a JSON report here")
     segment.add_argument("--preview", help="write a PNG preview here")
-    segment.add_argument("--checkpoint", help="PropMask weights (default: the bundle's)")
-    segment.add_argument("--box2mask-checkpoint", help="Box2Mask weights (default: the bundle's)")
-    segment.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
-    segment.add_argument("--thickness-mm", type=float, default=20.0, help="neighbourhood per round (default 20)")
-    segment.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    segment.add_argument("--amp", action="store_true", help="mixed precision (bf16) forwards: faster on GPUs")
-    segment.add_argument(
-        "--flip-tta", action="store_true", help="also propagate mirrored and average (twice the network cost)"
+    _inference_options(segment)
+
+    folder = commands.add_parser(
+        "segment-folder", help="segment every image of a folder from its own prompt file (networks loaded once)"
     )
-    segment.add_argument(
-        "--walker-weight",
-        type=float,
-        default=WALKER_WEIGHT,
-        help=f"weight of a 3D random walker's opinion for mask prompts, 0 for PropMask alone (default {WALKER_WEIGHT})",
+    folder.add_argument("images", help="folder of images (NIfTI, NRRD, MHA) or DICOM series subfolders")
+    folder.add_argument(
+        "--prompts",
+        help="folder of prompt files NAME.mrk.json (Slicer ROI), NAME.json (box) or NAME_prompt.nii.gz (mask); "
+        "default: the images folder",
     )
-    segment.add_argument(
-        "--walker-weight-box",
-        type=float,
-        default=WALKER_WEIGHT_BOX,
-        help=f"the same for box prompts (default {WALKER_WEIGHT_BOX})",
+    folder.add_argument(
+        "-o", "--output", required=True, help="folder for NAME_seg.nii.gz, NAME_report.json, summary.csv"
     )
-    _threads_option(segment)
+    folder.add_argument("--previews", action="store_true", help="also write NAME_preview.png")
+    _inference_options(folder)
 
     convert = commands.add_parser("convert-checkpoint", help="convert the authors' PAM weights to pam-monai's")
     convert.add_argument("source", help="the authors' .pth file (raw state dict or with model_state_dict)")
@@ -109,6 +100,32 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _inference_options(parser: argparse.ArgumentParser) -> None:
+    """Weights, device and inference settings shared by ``segment`` and ``segment-folder``."""
+    parser.add_argument("--checkpoint", help="PropMask weights (default: the bundle's)")
+    parser.add_argument("--box2mask-checkpoint", help="Box2Mask weights (default: the bundle's)")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    parser.add_argument("--thickness-mm", type=float, default=20.0, help="neighbourhood per round (default 20)")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument("--amp", action="store_true", help="mixed precision (bf16) forwards: faster on GPUs")
+    parser.add_argument(
+        "--flip-tta", action="store_true", help="also propagate mirrored and average (twice the network cost)"
+    )
+    parser.add_argument(
+        "--walker-weight",
+        type=float,
+        default=WALKER_WEIGHT,
+        help=f"weight of a 3D random walker's opinion for mask prompts, 0 for PropMask alone (default {WALKER_WEIGHT})",
+    )
+    parser.add_argument(
+        "--walker-weight-box",
+        type=float,
+        default=WALKER_WEIGHT_BOX,
+        help=f"the same for box prompts (default {WALKER_WEIGHT_BOX})",
+    )
+    _threads_option(parser)
+
+
 def _threads_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--threads",
@@ -118,29 +135,15 @@ def _threads_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _segment(args: argparse.Namespace) -> dict:
-    from pam_monai.apps.preview import save_preview
-    from pam_monai.data.io import load_image, save_label_image, write_atomic
+def _predictor(args: argparse.Namespace):  # -> PAMPredictor, imported late
     from pam_monai.predictor import PAMPredictor
-    from pam_monai.transforms.prompt import place_on_grid
 
-    if args.box is not None and args.slice is None:
-        raise UsageError("--box needs --slice, the index of the box's slice along --axis.")
-    if args.box is None and args.slice is not None:
-        raise UsageError("--slice goes with --box only.")
-    box = _ints(args.box, 4, "--box") if args.box else None
-    box3d = _ints(args.box3d, 6, "--box3d") if args.box3d else None
     if args.thickness_mm <= 0:
         raise UsageError(f"--thickness-mm must be positive, got {args.thickness_mm}.")
     for flag, weight in (("--walker-weight", args.walker_weight), ("--walker-weight-box", args.walker_weight_box)):
         if not 0.0 <= weight <= 1.0:
             raise UsageError(f"{flag} must be in [0, 1], got {weight}.")
-    output = Path(args.output)
-    if not (output.name.endswith(".nii") or output.name.endswith(".nii.gz")):
-        raise UsageError(f"{output}: the output must be a NIfTI file (.nii or .nii.gz).")
-
-    started = time.perf_counter()
-    predictor = PAMPredictor.from_checkpoints(
+    return PAMPredictor.from_checkpoints(
         args.checkpoint,
         args.box2mask_checkpoint,
         device=args.device,
@@ -152,50 +155,38 @@ def _segment(args: argparse.Namespace) -> dict:
         walker_weight_box=args.walker_weight_box,
         walker_beta=WALKER_BETA,
     )
-    read_start = time.perf_counter()
-    image = predictor.set_image(args.image)
-    mask_prompt = None
-    if args.mask_prompt:
-        prompt_image = load_image(args.mask_prompt)
-        mask_prompt = place_on_grid(
-            prompt_image.as_tensor(), prompt_image.affine, tuple(image.shape), image.affine, args.mask_prompt
-        )
-    read_seconds = time.perf_counter() - read_start
 
-    axis = args.axis
-    if args.roi:
-        roi = predictor.roi_prompt(args.roi)
-        box, box3d = roi.get("box"), roi.get("box3d")
-        args.slice, axis = roi.get("slice_index"), roi.get("axis", axis)
 
-    result = predictor.segment(mask_prompt=mask_prompt, box=box, slice_index=args.slice, box3d=box3d, axis=axis)
-    if not bool(result.labels.any()):
-        raise RuntimeError("the model found no object for this prompt; nothing was written.")
-    report = predictor.report(result)
-    report["seconds"]["read"] = round(read_seconds, 4)
-    report["image"] = str(args.image)
-    report["prompt"] = {
-        "mask_prompt": args.mask_prompt,
-        "roi": args.roi,
-        "box": box,
-        "slice": args.slice,
-        "box3d": box3d,
-        "axis": axis,
-    }
+def _segment(args: argparse.Namespace) -> dict:
+    from pam_monai.apps.segment import CasePrompt, segment_case
 
-    write_start = time.perf_counter()
-    outputs = [output]
-    save_label_image(result.labels, np.asarray(image.affine), output)
-    if args.preview:
-        prompt_slices = sorted({s for slices in result.prompt_slices.values() for s in slices})
-        save_preview(image.numpy(), result.labels.numpy(), axis, prompt_slices, args.preview)
-        outputs.append(Path(args.preview))
-    report["seconds"]["write"] = round(time.perf_counter() - write_start, 4)
-    report["seconds"]["total"] = round(time.perf_counter() - started, 4)
-    report["output"] = str(output)
-    if args.report:
-        write_atomic(args.report, lambda temporary: temporary.write_text(json.dumps(report, indent=2)))
-    return report
+    if args.box is not None and args.slice is None:
+        raise UsageError("--box needs --slice, the index of the box's slice along --axis.")
+    if args.box is None and args.slice is not None:
+        raise UsageError("--slice goes with --box only.")
+    prompt = CasePrompt(
+        mask_prompt=args.mask_prompt,
+        box=_ints(args.box, 4, "--box") if args.box else None,
+        slice_index=args.slice,
+        box3d=_ints(args.box3d, 6, "--box3d") if args.box3d else None,
+        roi=args.roi,
+        axis=args.axis,
+    )
+    output = Path(args.output)
+    if not (output.name.endswith(".nii") or output.name.endswith(".nii.gz")):
+        raise UsageError(f"{output}: the output must be a NIfTI file (.nii or .nii.gz).")
+    return segment_case(_predictor(args), args.image, prompt, output, args.report, args.preview)
+
+
+def _segment_folder(args: argparse.Namespace) -> dict:
+    from pam_monai.apps.segment import segment_folder
+
+    summary = segment_folder(
+        _predictor(args), args.images, args.prompts or args.images, args.output, args.previews, not args.no_progress
+    )
+    if summary["failed"]:
+        raise RuntimeError(f"{summary['failed']} of {summary['cases']} cases failed; see {args.output}/summary.csv.")
+    return summary
 
 
 def _convert(args: argparse.Namespace) -> dict:
@@ -261,7 +252,7 @@ def _propagate_large(args: argparse.Namespace) -> dict:
     return {"message": f"{result.count} instances -> {output}", "count": result.count}
 
 
-_COMMANDS = {"propagate-2d": _propagate_2d, "propagate-large": _propagate_large}
+_COMMANDS = {"propagate-2d": _propagate_2d, "propagate-large": _propagate_large, "segment-folder": _segment_folder}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
