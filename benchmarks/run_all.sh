@@ -19,5 +19,6 @@ run propagation_paper benchmarks/bench_propagation.py --configs paper --spans 20
 run peers benchmarks/bench_peers.py
 run backends benchmarks/bench_backends.py --configs light paper --repeat 3
 run training benchmarks/bench_training.py --configs light paper --iterations 3
+run segment_folder benchmarks/bench_segment_folder.py --cases 8 --size 256 --span 40 --repeat 2
 "$PY" -W ignore benchmarks/check_equivalence.py > "$OUT/equivalence.txt" 2> "$OUT/equivalence.log"
 echo "== done ($(date -u +%H:%M:%S))" >&2
