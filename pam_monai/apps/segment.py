@@ -137,9 +137,12 @@ def _case_name(path: Path) -> str | None:
     return path.name[: -len(suffix)] if suffix else None
 
 
-def find_cases(images: str | os.PathLike, prompts: str | os.PathLike) -> list[tuple[str, Path, Path | None]]:
+def find_cases(
+    images: str | os.PathLike, prompts: str | os.PathLike, exclude: tuple[str | os.PathLike, ...] = ()
+) -> list[tuple[str, Path, Path | None]]:
     """Pair each image of ``images`` with its prompt in ``prompts``: ``NAME`` or ``NAME_prompt`` with a suffix of
-    :data:`PROMPT_SUFFIXES` (``.mrk.json``, ``.json``, or an image). Images named ``*_prompt`` are prompts, not cases.
+    :data:`PROMPT_SUFFIXES` (``.mrk.json``, ``.json``, or an image). Images named ``*_prompt`` are prompts, not cases;
+    the prompts folder and the ``exclude`` folders (e.g. the output folder) are not DICOM cases either.
 
     Returns:
         ``(name, image, prompt or None)`` sorted by name; ``None`` where no prompt file was found.
@@ -151,10 +154,11 @@ def find_cases(images: str | os.PathLike, prompts: str | os.PathLike) -> list[tu
     for folder in (images, prompts):
         if not folder.is_dir():
             raise PromptError(f"{folder}: no such folder.")
+    skipped = {Path(folder).resolve() for folder in (prompts, *exclude)}
     cases = {}
     for path in sorted(images.iterdir()):
         name = _case_name(path)
-        if name is not None and not name.endswith("_prompt"):
+        if name is not None and not name.endswith("_prompt") and path.resolve() not in skipped:
             cases[name] = path
     if not cases:
         raise PromptError(f"{images}: no images ({', '.join(IMAGE_SUFFIXES)} files or DICOM folders).")
@@ -189,7 +193,7 @@ def segment_folder(
         ``{"cases", "succeeded", "failed", "output_dir", "message"}``.
     """
     output_dir = Path(output_dir)
-    cases = find_cases(images, prompts)
+    cases = find_cases(images, prompts, exclude=(output_dir,))
     output_dir.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
     reports: dict[str, Any] = {}

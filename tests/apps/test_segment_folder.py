@@ -137,3 +137,15 @@ def test_a_mask_named_in_a_json_prompt_is_relative_to_that_file(tmp_path: Path) 
     assert CasePrompt.from_file(tmp_path / "case.json") == CasePrompt(
         mask_prompt=str(tmp_path / "masks/case.nii.gz"), axis=1
     )
+
+
+def test_prompt_and_output_folders_inside_the_images_folder_are_not_cases(tmp_path: Path) -> None:
+    _case(tmp_path, "case", (20, 18, 12))
+    for folder in ("prompts", "out", "series"):
+        (tmp_path / folder).mkdir()
+    (tmp_path / "prompts" / "case.json").write_text(json.dumps({"box3d": [1, 1, 1, 5, 5, 5]}))
+    cases = find_cases(tmp_path, tmp_path / "prompts", exclude=(tmp_path / "out",))
+    assert [(name, prompt.name if prompt else None) for name, _, prompt in cases] == [
+        ("case", "case.json"),
+        ("series", None),  # any other subfolder is a DICOM series
+    ]
