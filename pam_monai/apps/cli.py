@@ -276,7 +276,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             summary = _COMMANDS[args.command](args)
         else:
             summary = _segment(args) if args.command == "segment" else _convert(args)
-    except (UsageError, PromptError, ImageReadError, CheckpointError, ValueError, FileNotFoundError) as error:
+    except (UsageError, PromptError, ImageReadError, CheckpointError, ValueError, OSError) as error:
         print(f"pam-monai: error: {' '.join(str(error).split())}", file=sys.stderr)
         return 2
     except RuntimeError as error:

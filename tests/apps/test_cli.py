@@ -368,3 +368,13 @@ def test_dicom_series_folder_is_read_through_monai(files: dict[str, Path], tmp_p
     assert np.allclose(written.affine, np.asarray(image.affine), atol=1e-4)
     assert np.allclose(np.abs(np.diag(written.affine))[:3], (0.8, 0.9, 2.5), atol=1e-4)
     assert np.asarray(written.dataobj)[:, :, 10].sum() > 0
+
+
+def test_an_output_under_a_file_is_one_line_and_exit_2(
+    files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    (tmp_path / "taken").write_text("not a folder")
+    assert main(_segment_mask_prompt(files, tmp_path / "taken" / "seg.nii.gz")) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and error[0].startswith("pam-monai: error:") and "taken" in error[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]

@@ -149,3 +149,13 @@ def test_prompt_and_output_folders_inside_the_images_folder_are_not_cases(tmp_pa
         ("case", "case.json"),
         ("series", None),  # any other subfolder is a DICOM series
     ]
+
+
+def test_an_output_folder_that_is_a_file_is_one_line_and_exit_2(
+    folder: dict[str, np.ndarray], tmp_path: Path, weights: list[str], capsys: pytest.CaptureFixture
+) -> None:
+    (tmp_path / "taken").write_text("not a folder")
+    assert main(["segment-folder", str(tmp_path / "images"), "-o", str(tmp_path / "taken"), *weights]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "File exists" in error[0] and str(tmp_path / "taken") in error[0]
+    assert (tmp_path / "taken").read_text() == "not a folder"
