@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import importlib
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import ModuleType
+
 import numpy as np
 import pytest
 import torch
 from torch import nn
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
 class OracleBox2Mask(nn.Module):
@@ -114,3 +122,21 @@ def always_object(network: nn.Module) -> nn.Module:
         torch.nn.init.zeros_(head.weight)
         head.bias.data = torch.tensor([-4.0, 4.0])
     return network
+
+
+@pytest.fixture()
+def benchmark_module(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str], ModuleType]]:
+    """Import a script of ``benchmarks/`` by name; afterwards restore torch's thread count (the scripts set the
+    process's) and forget the scripts, so each test imports them afresh."""
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    threads = torch.get_num_threads()
+    loaded: list[str] = []
+
+    def load(name: str) -> ModuleType:
+        loaded.append(name)
+        return importlib.import_module(name)
+
+    yield load
+    torch.set_num_threads(threads)
+    for name in (*loaded, "_common"):
+        sys.modules.pop(name, None)

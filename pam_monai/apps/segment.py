@@ -20,10 +20,10 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from pam_monai.apps.preview import save_preview
-from pam_monai.data.io import ImageError, load_image, save_label_image, write_atomic
+from pam_monai.data.io import ImageError, save_label_image, write_atomic
 from pam_monai.networks.checkpoint import CheckpointError
 from pam_monai.predictor import PAMPredictor
-from pam_monai.transforms.prompt import PromptError, parse_prompt, place_on_grid
+from pam_monai.transforms.prompt import PromptError, parse_prompt, read_mask_prompt
 
 __all__ = ["CasePrompt", "NoObjectError", "find_cases", "segment_case", "segment_folder"]
 
@@ -90,16 +90,14 @@ def segment_case(
     volume = predictor.set_image(image)
     mask_prompt = None
     if prompt.mask_prompt:
-        prompt_image = load_image(prompt.mask_prompt)
-        mask_prompt = place_on_grid(
-            prompt_image.as_tensor(), prompt_image.affine, tuple(volume.shape), volume.affine, prompt.mask_prompt
-        )
+        mask_prompt = read_mask_prompt(prompt.mask_prompt, tuple(volume.shape), volume.affine)
     read_seconds = time.perf_counter() - started
 
     resolved = {"box": prompt.box, "slice_index": prompt.slice_index, "box3d": prompt.box3d, "axis": prompt.axis}
     if prompt.roi:
-        resolved = {"box": None, "slice_index": None, "box3d": None, "axis": prompt.axis}
-        resolved.update(predictor.roi_prompt(prompt.roi))
+        resolved = {"box": None, "slice_index": None, "box3d": None, "axis": prompt.axis} | predictor.roi_prompt(
+            prompt.roi
+        )
     result = predictor.segment(mask_prompt=mask_prompt, **resolved)
     if not bool(result.labels.any()):
         raise NoObjectError("the model found no object for this prompt; nothing was written.")

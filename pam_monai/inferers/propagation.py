@@ -42,6 +42,7 @@ from pam_monai.transforms.prompt import (
     BoxPrompt,
     MaskPrompt,
     PromptError,
+    blank_value,
     box3d_seed_boxes,
     mask_prompts_from_volume,
     plane_axes,
@@ -55,14 +56,6 @@ __all__ = ["InferenceSettingError", "PropagationInferer", "PropagationResult", "
 
 class InferenceSettingError(ValueError):
     """An inferer setting is out of range (raised when the inferer is built, before any image is read)."""
-
-
-def _has_contrast(plane: torch.Tensor, box: BoxPrompt) -> bool:
-    try:
-        require_contrast(plane, box.box, box.slice_index)
-    except PromptError:
-        return False
-    return True
 
 
 def neighbourhood_size(thickness_mm: float, spacing_mm: float, max_neighbours: int) -> int:
@@ -389,7 +382,7 @@ class PropagationInferer(Inferer):
             prompt3d = Box3DPrompt(tuple(int(v) for v in box3d[:3]), tuple(int(v) for v in box3d[3:]), label)  # type: ignore[arg-type]
             seed_boxes = box3d_seed_boxes(prompt3d, shape, axis, self.box3d_seeds)
             # Seed slices on padding inside the box are skipped; a box that is blank throughout is an error.
-            boxes = [b for b in seed_boxes if _has_contrast(vol[b.slice_index], b)]
+            boxes = [b for b in seed_boxes if blank_value(vol[b.slice_index], b.box) is None]
             if not boxes:
                 raise PromptError(
                     f"the 3D box {tuple(int(v) for v in box3d)} is blank (one constant intensity) on its seed slices "

@@ -25,11 +25,13 @@ __all__ = [
     "LoadPromptd",
     "MaskPrompt",
     "PromptError",
+    "blank_value",
     "box3d_seed_boxes",
     "mask_prompts_from_volume",
     "parse_prompt",
     "place_on_grid",
     "plane_axes",
+    "read_mask_prompt",
     "require_contrast",
     "validate_box",
 ]
@@ -97,12 +99,24 @@ def validate_box(box: tuple[int, int, int, int], slice_index: int, volume_shape:
         )
 
 
+def blank_value(plane: torch.Tensor, box: tuple[int, int, int, int], margin: int = 2) -> float | None:
+    """The one value the image has around a prompt when it is blank there (padding, a slice outside the scanned
+    field), else ``None``. ``margin`` pixels around the inclusive ``(r0, c0, r1, c1)`` box are included, so a tight
+    box on a flat object, whose inside alone is constant, still sees the object's edge."""
+    r0, c0, r1, c1 = (int(v) for v in box)
+    height, width = plane.shape[-2:]
+    region = plane[
+        max(r0 - margin, 0) : min(r1 + margin + 1, height), max(c0 - margin, 0) : min(c1 + margin + 1, width)
+    ]
+    low, high = float(region.min()), float(region.max())
+    return low if high - low <= 1e-6 * max(1.0, abs(low), abs(high)) else None
+
+
 def require_contrast(plane: torch.Tensor, box: tuple[int, int, int, int], slice_index: int, margin: int = 2) -> None:
     """Raise :class:`PromptError` when the image is blank (one constant value) around a prompt.
 
     A prompt on padding or on a slice outside the scanned field has nothing to segment; the networks would still
-    return a shape there. ``margin`` pixels around the box are included, so a tight box on a flat object, whose
-    inside alone is constant, still sees the object's edge.
+    return a shape there (see :func:`blank_value`).
 
     Args:
         plane: ``(H, W)`` intensities of the prompt slice.
@@ -110,16 +124,12 @@ def require_contrast(plane: torch.Tensor, box: tuple[int, int, int, int], slice_
         slice_index: the slice's index, for the message.
         margin: pixels added on each side of the box (clipped to the slice).
     """
-    r0, c0, r1, c1 = (int(v) for v in box)
-    height, width = plane.shape[-2:]
-    region = plane[
-        max(r0 - margin, 0) : min(r1 + margin + 1, height), max(c0 - margin, 0) : min(c1 + margin + 1, width)
-    ]
-    low, high = float(region.min()), float(region.max())
-    if high - low <= 1e-6 * max(1.0, abs(low), abs(high)):
+    value = blank_value(plane, box, margin)
+    if value is not None:
+        r0, c0, r1, c1 = (int(v) for v in box)
         raise PromptError(
             f"slice {slice_index} is blank around the prompt (every voxel in rows {r0}..{r1}, columns {c0}..{c1} is "
-            f"{low:g}): put the prompt on a slice that shows the object."
+            f"{value:g}): put the prompt on a slice that shows the object."
         )
 
 
@@ -172,6 +182,27 @@ def place_on_grid(
     if int(torch.count_nonzero(placed)) != int(torch.count_nonzero(prompt)):
         raise PromptError(f"{name}: part of the prompt lies outside the image (offset {start} voxels).")
     return placed
+
+
+def read_mask_prompt(
+    path: str | os.PathLike, shape: tuple[int, ...], affine: np.ndarray | torch.Tensor | None = None
+) -> torch.Tensor:
+    """Read a mask-prompt image and put it on the image's grid (:func:`place_on_grid`); without the image's
+    ``affine`` the prompt must have the image's ``shape``.
+
+    Returns:
+        ``(X, Y, Z)`` label tensor.
+    """
+    from pam_monai.data.io import load_image  # late: io imports MONAI readers
+
+    mask = load_image(path)
+    if affine is not None:
+        return place_on_grid(mask.as_tensor(), mask.affine, shape, affine, str(path))
+    if tuple(mask.shape[-3:]) != tuple(shape):
+        raise PromptError(
+            f"{path}: the prompt's grid {tuple(mask.shape[-3:])} differs from the image's {tuple(shape)}."
+        )
+    return mask.as_tensor()
 
 
 def mask_prompts_from_volume(prompt: torch.Tensor | np.ndarray, axis: int) -> list[MaskPrompt]:
@@ -303,7 +334,6 @@ class LoadPromptd(MapTransform):
         self.image_key = image_key
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
-        from pam_monai.data.io import load_image  # late: io imports MONAI readers
         from pam_monai.transforms.slicer_roi import read_slicer_roi, roi_prompt  # late: it imports this module
 
         d = dict(data)
@@ -317,16 +347,7 @@ class LoadPromptd(MapTransform):
                 args = roi_prompt(read_slicer_roi(roi_path), np.asarray(image.affine), tuple(image.shape[-3:]))
             path = args.pop("mask_prompt_path", None)
             if path is not None:
-                mask = load_image(path)
                 image = d[self.image_key]
-                spatial = tuple(image.shape[-3:])
-                if hasattr(image, "affine"):
-                    args["mask_prompt"] = place_on_grid(mask.as_tensor(), mask.affine, spatial, image.affine, path)
-                elif tuple(mask.shape[-3:]) != spatial:
-                    raise PromptError(
-                        f"{path}: the prompt's grid {tuple(mask.shape[-3:])} differs from the image's {spatial}."
-                    )
-                else:
-                    args["mask_prompt"] = mask.as_tensor()
+                args["mask_prompt"] = read_mask_prompt(path, tuple(image.shape[-3:]), getattr(image, "affine", None))
             d["prompt_args"] = args
         return d

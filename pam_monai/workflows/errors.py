@@ -9,7 +9,7 @@ bug to report, not input to fix.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from ignite.engine import Engine, Events
@@ -20,7 +20,14 @@ from pam_monai.inferers.propagation import InferenceSettingError
 from pam_monai.networks.checkpoint import CheckpointError
 from pam_monai.transforms.prompt import PromptError
 
-__all__ = ["INPUT_ERRORS", "StopOnInputError", "TrainingSetupError", "exit_on_error", "input_error_message"]
+__all__ = [
+    "INPUT_ERRORS",
+    "StopOnInputError",
+    "TrainingSetupError",
+    "causes",
+    "exit_on_error",
+    "input_error_message",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -40,22 +47,29 @@ INPUT_ERRORS: tuple[type[Exception], ...] = (
 """Errors that name a problem with the user's files, prompts or settings."""
 
 
-def input_error_message(error: BaseException) -> str | None:
-    """The one-line message of the bad input behind ``error``, or ``None`` when ``error`` is not about input.
-
-    Follows ``__cause__`` / ``__context__`` to the first of :data:`INPUT_ERRORS`; an image that MONAI's
-    ``LoadImaged`` could not read (missing, corrupt, unknown format) counts too.
-    """
+def causes(error: BaseException) -> Iterator[BaseException]:
+    """``error`` and the exceptions behind it, each once: its ``__cause__``, else its ``__context__``, and so on
+    (MONAI's config parser and transforms wrap what an expression or a transform raised)."""
     link: BaseException | None = error
     seen: set[int] = set()
     while link is not None and id(link) not in seen:
         seen.add(id(link))
+        yield link
+        link = link.__cause__ or link.__context__
+
+
+def input_error_message(error: BaseException) -> str | None:
+    """The one-line message of the bad input behind ``error``, or ``None`` when ``error`` is not about input.
+
+    Follows :func:`causes` to the first of :data:`INPUT_ERRORS`; an image that MONAI's ``LoadImaged`` could not
+    read (missing, corrupt, unknown format) counts too.
+    """
+    for link in causes(error):
         if isinstance(link, INPUT_ERRORS):
             return _one_line(link)
         # MONAI's transforms wrap what went wrong in "applying transform <...LoadImaged object at ...>".
         if isinstance(link, RuntimeError) and link.__cause__ is not None and ".LoadImage" in str(link).split(">")[0]:
             return "cannot read the image: " + _one_line(link.__cause__)
-        link = link.__cause__ or link.__context__
     return None
 
 

@@ -61,18 +61,14 @@ def _weights(files: dict[str, Path]) -> list[str]:
     return ["--checkpoint", str(files["propmask"]), "--box2mask-checkpoint", str(files["box2mask"]), "--no-progress"]
 
 
+def _segment_command(files: dict[str, Path], out: Path, *prompt_and_flags: str) -> list[str]:
+    """``segment`` of the test image with ``prompt_and_flags``, writing ``out``, with the test weights."""
+    return ["segment", str(files["image"]), *prompt_and_flags, "-o", str(out), *_weights(files)]
+
+
 def _segment_mask_prompt(files: dict[str, Path], out: Path, *flags: str) -> list[str]:
     """``segment`` with the test image's mask prompt, writing ``out``, with the test weights."""
-    return [
-        "segment",
-        str(files["image"]),
-        "--mask-prompt",
-        str(files["prompt"]),
-        "-o",
-        str(out),
-        *flags,
-        *_weights(files),
-    ]
+    return _segment_command(files, out, "--mask-prompt", str(files["prompt"]), *flags)
 
 
 def test_mask_prompt_writes_mask_report_and_preview(files: dict[str, Path], tmp_path: Path) -> None:
@@ -186,20 +182,7 @@ def test_a_mask_prompt_cropped_to_its_extent_is_placed_on_the_image_grid(
     shifted[:3, 3] = (AFFINE @ np.array([*start, 1.0]))[:3]
     nib.save(nib.Nifti1Image(cropped, shifted), tmp_path / "cropped.nii.gz")
     out, same = tmp_path / "cropped_seg.nii.gz", tmp_path / "full_seg.nii.gz"
-    assert (
-        main(
-            [
-                "segment",
-                str(files["image"]),
-                "--mask-prompt",
-                str(tmp_path / "cropped.nii.gz"),
-                "-o",
-                str(out),
-                *_weights(files),
-            ]
-        )
-        == 0
-    )
+    assert main(_segment_command(files, out, "--mask-prompt", str(tmp_path / "cropped.nii.gz"))) == 0
     assert main(_segment_mask_prompt(files, same)) == 0
     assert np.array_equal(np.asarray(nib.load(out).dataobj), np.asarray(nib.load(same).dataobj))
 
@@ -226,27 +209,12 @@ def test_slicer_roi_prompt_is_the_same_box_on_the_voxel_grid(
 ) -> None:
     roi = _slicer_roi(tmp_path / "roi.mrk.json", first, last)
     out, report = tmp_path / "roi.nii.gz", tmp_path / "roi.json"
-    assert (
-        main(
-            [
-                "segment",
-                str(files["image"]),
-                "--roi",
-                str(roi),
-                "-o",
-                str(out),
-                "--report",
-                str(report),
-                *_weights(files),
-            ]
-        )
-        == 0
-    )
+    assert main(_segment_command(files, out, "--roi", str(roi), "--report", str(report))) == 0
     prompt = json.loads(report.read_text())["prompt"]
     assert {key: prompt[key] for key in expected} == expected and prompt["roi"] == str(roi)
     same = tmp_path / "same.nii.gz"
     by_hand = ["--box", "14,13,34,31", "--slice", "15"] if "box" in expected else ["--box3d", "14,12,9,34,32,21"]
-    assert main(["segment", str(files["image"]), *by_hand, "-o", str(same), *_weights(files)]) == 0
+    assert main(_segment_command(files, same, *by_hand)) == 0
     assert np.array_equal(np.asarray(nib.load(out).dataobj), np.asarray(nib.load(same).dataobj))
 
 

@@ -2,26 +2,14 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
-BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
-
 
 @pytest.fixture()
-def bench_propagation(monkeypatch: pytest.MonkeyPatch):  # noqa: ANN201
-    import torch
-
-    monkeypatch.syspath_prepend(str(BENCHMARKS))
-    import bench_propagation
-
-    threads = torch.get_num_threads()
-    yield bench_propagation
-    torch.set_num_threads(threads)  # the benchmark sets the process's thread count
-    sys.modules.pop("bench_propagation", None)
-    sys.modules.pop("_common", None)
+def bench_propagation(benchmark_module):  # noqa: ANN001, ANN201
+    return benchmark_module("bench_propagation")
 
 
 @pytest.mark.parametrize("extra", [[], ["--amp"]])

@@ -2,26 +2,12 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
-
-BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
 @pytest.fixture()
-def bench_segment_folder(monkeypatch: pytest.MonkeyPatch):  # noqa: ANN201
-    import torch
-
-    monkeypatch.syspath_prepend(str(BENCHMARKS))
-    import bench_segment_folder
-
-    threads = torch.get_num_threads()
-    yield bench_segment_folder
-    torch.set_num_threads(threads)
-    sys.modules.pop("bench_segment_folder", None)
-    sys.modules.pop("_common", None)
+def bench_segment_folder(benchmark_module):  # noqa: ANN001, ANN201
+    return benchmark_module("bench_segment_folder")
 
 
 def test_both_modes_give_the_same_labels_and_a_table(bench_segment_folder, capsys) -> None:  # noqa: ANN001

@@ -191,18 +191,6 @@ def resolve_models(model_path: str | os.PathLike | None, bundle_candidates: list
     )
 
 
-def _unwrap(error: BaseException, kinds: tuple[type[BaseException], ...]) -> BaseException | None:
-    """The first exception of ``kinds`` in ``error``'s cause chain (ConfigParser wraps what expressions raise)."""
-    seen: set[int] = set()
-    current: BaseException | None = error
-    while current is not None and id(current) not in seen:
-        if isinstance(current, kinds):
-            return current
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return None
-
-
 def build_predictor(models: ModelFiles, device: str = "cpu"):  # noqa: ANN201 - PAMPredictor, imported late
     """The bundle's networks and inferer (``configs/inference.json`` via ``ConfigParser``) in a ``PAMPredictor``."""
     import torch
@@ -210,6 +198,7 @@ def build_predictor(models: ModelFiles, device: str = "cpu"):  # noqa: ANN201 - 
 
     from pam_monai.networks.checkpoint import CheckpointError
     from pam_monai.predictor import PAMPredictor
+    from pam_monai.workflows.errors import causes
 
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise CheckpointError("PAM_DEVICE asks for cuda but no CUDA GPU is available here.")
@@ -227,7 +216,7 @@ def build_predictor(models: ModelFiles, device: str = "cpu"):  # noqa: ANN201 - 
             parser["inferer"]["box2mask_network"] = None
         inferer = parser.get_parsed_content("inferer")
     except (Exception, SystemExit) as error:  # the config stops bad input with SystemExit for the bundle's CLI
-        cause = _unwrap(error, (CheckpointError,))
+        cause = next((link for link in causes(error) if isinstance(link, CheckpointError)), None)
         if cause is not None:
             raise CheckpointError(str(cause)) from error
         raise
