@@ -1,5 +1,5 @@
 import sys
 
-from pam_monai.apps.cli import main
+from pam_monai.cli.main import main
 
 sys.exit(main())

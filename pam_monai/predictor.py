@@ -16,8 +16,8 @@ from torch import nn
 from pam_monai.data.io import ImageError, load_image, voxel_volume_ml
 from pam_monai.inferers.propagation import PropagationInferer, PropagationResult
 from pam_monai.networks.checkpoint import CheckpointError, build_network_from_checkpoint
-from pam_monai.transforms.prompt import plane_axes
-from pam_monai.transforms.slicer_roi import read_slicer_roi, roi_prompt
+from pam_monai.prompts.core import plane_axes
+from pam_monai.prompts.slicer_roi import read_slicer_roi, roi_prompt
 
 __all__ = ["DEFAULT_BOX2MASK", "DEFAULT_PROPMASK", "PAMPredictor", "default_checkpoints"]
 
@@ -150,7 +150,7 @@ class PAMPredictor:
     def roi_prompt(self, roi: str | os.PathLike) -> dict[str, Any]:
         """A 3D Slicer ROI markup (``.mrk.json``) as keywords for :meth:`segment` on the current image's grid:
         ``box3d``, or ``box``, ``slice_index`` and ``axis`` for an ROI one slice thin (see
-        :func:`~pam_monai.transforms.slicer_roi.roi_prompt`)."""
+        :func:`~pam_monai.prompts.slicer_roi.roi_prompt`)."""
         if self.image is None:
             raise RuntimeError("call set_image() before roi_prompt().")
         return roi_prompt(read_slicer_roi(roi), np.asarray(self.image.affine), tuple(self.image.shape))

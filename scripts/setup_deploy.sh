@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Create .venv-deploy (once) for the MONAI Deploy application in apps/deploy: MONAI Deploy App SDK 4.0 (Holoscan
+# Create .venv-deploy (once) for the MONAI Deploy application in integrations/deploy: MONAI Deploy App SDK 4.0 (Holoscan
 # 4.6, CPU mode), highdicom, pydicom 3, CPU torch and pam-monai. Safe to run again: a venv built from the same
-# apps/deploy/requirements.txt that still imports is left as it is. PAM_DEPLOY_VENV=path builds it elsewhere.
+# integrations/deploy/requirements.txt that still imports is left as it is. PAM_DEPLOY_VENV=path builds it elsewhere.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 VENV=${PAM_DEPLOY_VENV:-.venv-deploy}
-REQUIREMENTS=apps/deploy/requirements.txt
+REQUIREMENTS=integrations/deploy/requirements.txt
 TEST_PACKAGES=(pytest==9.2.0 numpy-stl==4.1.1)
 STAMP="$VENV/.pam-setup"
 

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Create .venv-monailabel (once) with MONAI Label 0.8.5, CPU torch and pam-monai. Safe to run again: a venv that
-# was built from the same apps/monailabel/requirements.txt and still imports is left as it is.
+# was built from the same integrations/monailabel/requirements.txt and still imports is left as it is.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 VENV=.venv-monailabel
-REQUIREMENTS=apps/monailabel/requirements.txt
+REQUIREMENTS=integrations/monailabel/requirements.txt
 MONAILABEL_VERSION=0.8.5
 SAM2_VERSION=1.1.0
 STAMP="$VENV/.pam-setup"

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-.venv/bin/ruff check pam_monai tests apps
+.venv/bin/ruff check pam_monai tests integrations benchmarks bundle
 # One intra-op thread per process: the suite starts servers and torchrun workers beside pytest on few cores.
 OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
 bash scripts/test_monailabel.sh

@@ -9,4 +9,4 @@ bash scripts/setup_deploy.sh
 VENV=${PAM_DEPLOY_VENV:-.venv-deploy}
 # Holoscan asks for a 32 MiB stack; raise the soft limit where the hard limit allows it.
 ulimit -s 32768 2>/dev/null || true
-OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} "$VENV/bin/python" -m pytest -q -p no:cacheprovider tests/deploy "$@"
+OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} "$VENV/bin/python" -m pytest -q -p no:cacheprovider tests/integrations/deploy_app "$@"

@@ -5,4 +5,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup_monailabel.sh
-.venv-monailabel/bin/python -m pytest -q -p no:cacheprovider tests/monailabel "$@"
+.venv-monailabel/bin/python -m pytest -q -p no:cacheprovider tests/integrations/monailabel_app "$@"

@@ -11,8 +11,8 @@ import torch
 from conftest import OracleBox2Mask, OraclePropMask, ellipsoid, object_volume
 from monai.data import MetaTensor
 
+from pam_monai.errors import PromptError
 from pam_monai.predictor import PAMPredictor
-from pam_monai.transforms import PromptError
 
 SHAPE = (40, 36, 30)
 AFFINE = torch.tensor([[0.0, 0, 1.5, -20], [-0.8, 0, 0, 10], [0, 1.2, 0, 5], [0, 0, 0, 1]], dtype=torch.float64)

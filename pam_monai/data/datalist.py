@@ -17,13 +17,12 @@ from typing import Any
 
 import numpy as np
 
+from pam_monai.errors import DatalistError
+
 __all__ = ["DatalistError", "label_names", "load_datalist", "validate_datalist"]
 
 _NIFTI_SUFFIXES = (".nii", ".nii.gz")
 
-
-class DatalistError(ValueError):
-    """A datalist entry that cannot be used for training (one-line message naming the file)."""
 
 
 def _one_line(text: object, limit: int = 300) -> str:

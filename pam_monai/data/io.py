@@ -14,15 +14,11 @@ import torch
 from monai.data import MetaTensor
 from monai.transforms import LoadImage
 
+from pam_monai.errors import ImageError, ImageReadError
+
 __all__ = ["ImageError", "ImageReadError", "atomic_path", "load_image", "save_label_image", "voxel_volume_ml"]
 
 
-class ImageError(ValueError):
-    """An image pam-monai cannot use: unreadable, not 3D, or with non-finite intensities."""
-
-
-class ImageReadError(ImageError):
-    """An image that cannot be read."""
 
 
 def load_image(path: str | os.PathLike) -> MetaTensor:

@@ -79,7 +79,7 @@ def _hull_voxels(coords: np.ndarray) -> int:
 
 
 def irregularity(mask: np.ndarray, spacing: Sequence[float] = (1.0, 1.0, 1.0)) -> dict[str, float]:
-    """How irregular an object is (PAM_SPEC §7); each ratio is 1 for a box-filling / convex / ball-like object.
+    """How irregular an object is (PAM paper); each ratio is 1 for a box-filling / convex / ball-like object.
 
     * ``box_ratio`` = |M| / |bounding box of M|;
     * ``convex_ratio`` = |M| / |voxels whose centres lie in the convex hull of M's voxel centres|;

@@ -1,4 +1,4 @@
-"""Box2Mask inference with dynamic normalisation: a box on a slice becomes the object's 2D mask (PAM_SPEC §5)."""
+"""Box2Mask inference with dynamic normalisation: a box on a slice becomes the object's 2D mask (PAM paper)."""
 
 from __future__ import annotations
 
@@ -56,7 +56,7 @@ class Box2MaskInferer(Inferer):
         min_candidate_pixels: candidates with fewer foreground pixels do not vote for the window.
         max_batch: largest batch per forward pass.
         context: the crop is the box enlarged by this factor about its centre (clipped to the slice), and the mask
-            is then kept inside the box. Box2Mask was trained on boxes enlarged by 1.0-1.25 (PAM_SPEC §6), so a
+            is then kept inside the box. Box2Mask was trained on boxes enlarged by 1.0-1.25 (PAM paper), so a
             tight box drawn by a user or taken from a label sits at the edge of what it saw; 1.2 measured a mean
             prompt-slice Dice of 0.77 against 0.71 for the exact box (1.0, the paper's crop) on the 17 atlas
             structures of the model card, over the three axes.

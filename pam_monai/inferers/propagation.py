@@ -1,4 +1,4 @@
-"""Bidirectional slice-to-slice propagation of a 2D prompt through a 3D volume (PAM_SPEC §4).
+"""Bidirectional slice-to-slice propagation of a 2D prompt through a 3D volume (PAM paper).
 
 Each round crops a square RoI around every current guiding mask, predicts the next ``Z`` slices outward from it
 (both directions, all objects, one batched forward), pastes the predictions back and averages overlapping votes.
@@ -21,6 +21,7 @@ from scipy import ndimage
 from tqdm.auto import tqdm
 
 from pam_monai.data.io import ImageError
+from pam_monai.errors import InferenceSettingError
 from pam_monai.inferers.box2mask import Box2MaskInferer, foreground_probability
 from pam_monai.inferers.propagation_parts import (
     _all_finite,
@@ -36,8 +37,7 @@ from pam_monai.inferers.propagation_parts import (
     network_input_size,
 )
 from pam_monai.inferers.random_walker import WalkerRegion, extent, prompt_planes, random_walker_probability
-from pam_monai.transforms.intensity import apply_window, guided_window
-from pam_monai.transforms.prompt import (
+from pam_monai.prompts.core import (
     Box3DPrompt,
     BoxPrompt,
     MaskPrompt,
@@ -49,13 +49,11 @@ from pam_monai.transforms.prompt import (
     require_contrast,
     validate_box,
 )
+from pam_monai.transforms.intensity import apply_window, guided_window
 from pam_monai.transforms.roi import RoIWindow, crop_resize, square_roi
 
 __all__ = ["InferenceSettingError", "PropagationInferer", "PropagationResult", "neighbourhood_size"]
 
-
-class InferenceSettingError(ValueError):
-    """An inferer setting is out of range (raised when the inferer is built, before any image is read)."""
 
 
 def neighbourhood_size(thickness_mm: float, spacing_mm: float, max_neighbours: int) -> int:

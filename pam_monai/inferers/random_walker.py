@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from scipy import ndimage
 from skimage.segmentation import random_walker
 
-from pam_monai.transforms.prompt import MaskPrompt
+from pam_monai.prompts.core import MaskPrompt
 
 __all__ = ["PromptPlane", "WalkerRegion", "extent", "prompt_planes", "random_walker_probability"]
 

@@ -2,7 +2,7 @@
 
 Every target image is a query slice and every annotated example a guiding slice of PropMask; a target's
 foreground probability is the average over all guides and all deep-supervision heads. The intensity window
-comes from the pooled foreground pixels of all guides (0.5 / 99.5 percentiles, as PAM_SPEC §4.3 does for one
+comes from the pooled foreground pixels of all guides (0.5 / 99.5 percentiles, as the PAM paper does for one
 guide), so every target is normalised the same way.
 """
 
@@ -15,6 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from pam_monai.errors import Propagate2DError
 from pam_monai.inferers.box2mask import foreground_probability
 from pam_monai.inferers.propagation_parts import _device, network_input_size
 from pam_monai.transforms.intensity import apply_window, guided_window
@@ -37,9 +38,6 @@ __all__ = [
 
 _MAX_QUANTILE_VALUES = 8_000_000  # torch.quantile refuses inputs above 16M elements
 
-
-class Propagate2DError(ValueError):
-    """Guides or targets that cannot be used (the message names the offending input on one line)."""
 
 
 @dataclass

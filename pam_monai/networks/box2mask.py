@@ -1,4 +1,4 @@
-"""Box2Mask: a 2D U-Net turning the image inside a box into the object's mask (PAM_SPEC §2, §5)."""
+"""Box2Mask: a 2D U-Net turning the image inside a box into the object's mask (PAM paper)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Reading, converting and writing Box2Mask / PropMask weights (PAM_SPEC §3).
+"""Reading, converting and writing Box2Mask / PropMask weights (PAM paper).
 
 The authors distribute weights whose keys follow the layout of an nnU-Net style ``PlainConvUNet``: every
 ``conv -> norm -> act`` unit appears twice (``convs.{j}.conv.*`` and the alias ``convs.{j}.all_modules.0.*``; the
@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from pam_monai.errors import CheckpointError
 from pam_monai.networks.box2mask import Box2MaskNet
 from pam_monai.networks.configs import NETWORK_CONFIGS
 from pam_monai.networks.propmask import PropMaskNet
@@ -58,9 +59,6 @@ _REF_ATTENTION_RE = re.compile(r"^cross_attns\.(\d+)\.(queries|keys|values|fc_ou
 _PROPMASK_MARKERS = ("mask_encoder.", "cross_attns.", "cross_attentions.", "image_encoder.")
 _MAX_LISTED = 5
 
-
-class CheckpointError(ValueError):
-    """A checkpoint file or state dict cannot be read or does not fit the network (one-line message)."""
 
 
 def _one_line(text: object, limit: int = 300) -> str:

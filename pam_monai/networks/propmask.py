@@ -1,4 +1,4 @@
-"""PropMask: propagates a guiding slice and its mask to adjacent slices (PAM_SPEC §2)."""
+"""PropMask: propagates a guiding slice and its mask to adjacent slices (PAM paper)."""
 
 from __future__ import annotations
 

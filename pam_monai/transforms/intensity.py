@@ -1,8 +1,8 @@
 """Dynamic intensity normalisation: windows taken from the prompt's foreground rather than from fixed presets.
 
 PropMask windows every slice with the 0.5/99.5 percentiles of the guiding slice inside the guiding mask
-(PAM_SPEC §4.3). Box2Mask does not know the foreground yet, so it tries many candidate windows over the box
-and pools the pixels its candidates call foreground (PAM_SPEC §5).
+ (PAM paper). Box2Mask does not know the foreground yet, so it tries many candidate windows over the box
+and pools the pixels its candidates call foreground (PAM paper).
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ def apply_window(image: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
 
 
 class GuidedIntensityWindow(Transform):
-    """Normalise an image with the window of a guiding foreground (PAM_SPEC §4.3).
+    """Normalise an image with the window of a guiding foreground (PAM paper).
 
     Args:
         lower_percentile: percentile giving the window's low end.
@@ -143,7 +143,7 @@ def candidate_windows(
     low_percentiles: Sequence[float] = DEFAULT_LOW_CANDIDATES,
     high_percentiles: Sequence[float] = DEFAULT_HIGH_CANDIDATES,
 ) -> torch.Tensor:
-    """All ``(lo, hi)`` windows from pairs of low and high percentiles of the box pixels (PAM_SPEC §5.2).
+    """All ``(lo, hi)`` windows from pairs of low and high percentiles of the box pixels (PAM paper).
 
     Returns:
         ``(len(low) * len(high), 2)`` float tensor; windows of zero width are widened.
@@ -167,7 +167,7 @@ def pooled_foreground_window(
     lower_percentile: float = 0.5,
     upper_percentile: float = 99.5,
 ) -> tuple[float, float] | None:
-    """The window of the pixels that the candidate passes call foreground (PAM_SPEC §5.3).
+    """The window of the pixels that the candidate passes call foreground (PAM paper).
 
     Args:
         box_pixels: ``(h, w)`` box image at the candidate resolution.

@@ -1,4 +1,4 @@
-"""Training samples for PAM: PropMask propagation tasks and Box2Mask box samples (PAM_SPEC §6).
+"""Training samples for PAM: PropMask propagation tasks and Box2Mask box samples (PAM paper).
 
 Both samplers are MONAI randomizable dictionary transforms meant to run per iteration on volumes that were read
 once and cached (``CacheDataset``): they read nothing from disk and copy only the handful of slices they use.

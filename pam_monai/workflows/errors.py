@@ -16,9 +16,10 @@ from ignite.engine import Engine, Events
 
 from pam_monai.data.datalist import DatalistError
 from pam_monai.data.io import ImageError
+from pam_monai.errors import TrainingSetupError
 from pam_monai.inferers.propagation import InferenceSettingError
 from pam_monai.networks.checkpoint import CheckpointError
-from pam_monai.transforms.prompt import PromptError
+from pam_monai.prompts.core import PromptError
 
 __all__ = [
     "INPUT_ERRORS",
@@ -31,9 +32,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-
-class TrainingSetupError(ValueError):
-    """A training configuration that cannot run (one-line message)."""
 
 
 INPUT_ERRORS: tuple[type[Exception], ...] = (

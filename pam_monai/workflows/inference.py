@@ -14,7 +14,7 @@ from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import MapTransform
 
-from pam_monai.apps.preview import save_preview
+from pam_monai.cli.preview import save_preview
 from pam_monai.data.io import save_label_image, voxel_volume_ml, write_atomic
 
 __all__ = ["SavePropagationResultsd", "prepare_prompt_batch"]

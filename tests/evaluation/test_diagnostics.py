@@ -12,7 +12,7 @@ from conftest import OraclePropMask, ellipsoid, object_volume
 
 from pam_monai.evaluation.diagnostics import main, offset_profile, summarise_profile
 from pam_monai.inferers.propagation import PropagationInferer
-from pam_monai.transforms.prompt import PromptError
+from pam_monai.prompts.core import PromptError
 
 REPO = Path(__file__).resolve().parents[2]
 SHAPE = (48, 52, 44)

@@ -8,8 +8,8 @@ import torch
 from conftest import OracleBox2Mask, OraclePropMask, ellipsoid, object_volume
 from monai.data import MetaTensor
 
+from pam_monai.errors import PromptError
 from pam_monai.inferers import PropagationInferer, neighbourhood_size
-from pam_monai.transforms import PromptError
 
 SHAPE = (64, 56, 70)
 

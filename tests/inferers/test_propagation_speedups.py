@@ -11,8 +11,8 @@ from conftest import OraclePropMask, ellipsoid, object_volume
 from pam_monai.inferers import PropagationInferer
 from pam_monai.inferers import propagation as P
 from pam_monai.networks import build_propmask
+from pam_monai.prompts.core import MaskPrompt
 from pam_monai.transforms import RoIWindow, paste_back
-from pam_monai.transforms.prompt import MaskPrompt
 
 WINDOWS = [RoIWindow(10, 12, 30), RoIWindow(-7, 40, 33), RoIWindow(30, -5, 41), RoIWindow(-3, -4, 70)]
 

@@ -8,7 +8,7 @@ import torch
 from conftest import ellipsoid, object_volume
 
 from pam_monai.inferers.random_walker import extent, prompt_planes, random_walker_probability
-from pam_monai.transforms.prompt import MaskPrompt
+from pam_monai.prompts.core import MaskPrompt
 
 SHAPE = (48, 40, 44)
 

@@ -34,7 +34,7 @@ CONV_KWARGS = {
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# A generator of reference-layout state dicts, written from the key patterns in PAM_SPEC §3.
+# A generator of reference-layout state dicts, written from the key patterns of the PAM reference checkpoints
 # ---------------------------------------------------------------------------------------------------------------
 def _unit(sd: dict[str, Tensor], prefix: str, cin: int, cout: int, gen: torch.Generator) -> None:
     """One conv/norm unit with its ``all_modules`` aliases (the same tensors, as nn.Module sharing produces)."""

@@ -9,9 +9,9 @@ from monai.transforms import Compose, LoadImaged
 
 from pam_monai.data.datalist import DatalistError
 from pam_monai.data.io import ImageError
+from pam_monai.errors import PromptError
 from pam_monai.inferers import InferenceSettingError
 from pam_monai.networks.checkpoint import CheckpointError
-from pam_monai.transforms import PromptError
 from pam_monai.workflows.errors import StopOnInputError, TrainingSetupError, exit_on_error, input_error_message
 
 

@@ -1,0 +1,297 @@
+"""The ``pam-monai`` command line: segment one object from one prompt, convert the authors' checkpoints."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from pam_monai.errors import UsageError
+
+__all__ = ["main"]
+
+# The bundle's defaults too (configs/inference.json); measured in bundle/docs/README.md.
+WALKER_WEIGHT = 0.7
+WALKER_WEIGHT_BOX = 0.8
+WALKER_BETA = 2000.0
+
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return max(len(os.sched_getaffinity(0)), 1)
+    except (AttributeError, OSError):
+        return max(os.cpu_count() or 1, 1)
+
+
+def _ints(text: str, count: int, name: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.replace(" ", "").split(","))
+    except ValueError:
+        raise UsageError(f"{name} must be {count} comma-separated integers, got {text!r}.") from None
+    if len(values) != count:
+        raise UsageError(f"{name} must be {count} comma-separated integers, got {len(values)}.")
+    return values
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pam-monai", description="PAM: one 2D prompt to a 3D segmentation.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    segment = commands.add_parser("segment", help="segment the object(s) of one prompt in a 3D image")
+    segment.add_argument("image", help="NIfTI, NRRD or MHA file, or a DICOM series folder")
+    prompt = segment.add_mutually_exclusive_group(required=True)
+    prompt.add_argument("--mask-prompt", help="label image on the image's grid, nonzero on one slice only")
+    prompt.add_argument("--box", help="I0,J0,I1,J1: inclusive box on --slice (in-plane voxel indices)")
+    prompt.add_argument("--box3d", help="I0,J0,K0,I1,J1,K1: inclusive 3D box (voxel indices)")
+    prompt.add_argument(
+        "--roi", help="3D Slicer ROI markup (.mrk.json): a solid ROI is a 3D box, a one-slice-thin ROI a 2D box"
+    )
+    segment.add_argument("--slice", type=int, help="index of the box's slice along --axis")
+    segment.add_argument(
+        "--axis", type=int, default=2, choices=(0, 1, 2), help="array axis normal to the prompt slice (default 2)"
+    )
+    segment.add_argument("-o", "--output", required=True, help="output label image (.nii.gz)")
+    segment.add_argument("--report", help="write a JSON report here")
+    segment.add_argument("--preview", help="write a PNG preview here")
+    _inference_options(segment)
+
+    folder = commands.add_parser(
+        "segment-folder", help="segment every image of a folder from its own prompt file (networks loaded once)"
+    )
+    folder.add_argument("images", help="folder of images (NIfTI, NRRD, MHA) or DICOM series subfolders")
+    folder.add_argument(
+        "--prompts",
+        help="folder of prompt files NAME.mrk.json (Slicer ROI), NAME.json (box) or NAME_prompt.nii.gz (mask); "
+        "default: the images folder",
+    )
+    folder.add_argument(
+        "-o", "--output", required=True, help="folder for NAME_seg.nii.gz, NAME_report.json, summary.csv"
+    )
+    folder.add_argument("--previews", action="store_true", help="also write NAME_preview.png")
+    _inference_options(folder)
+
+    convert = commands.add_parser("convert-checkpoint", help="convert the authors' PAM weights to pam-monai's")
+    convert.add_argument("source", help="the authors' .pth file (raw state dict or with model_state_dict)")
+    convert.add_argument("-o", "--output", required=True, help="where to write the converted state dict")
+    convert.add_argument("--kind", choices=("propmask", "box2mask"), help="default: detected from the keys")
+
+    set2d = commands.add_parser("propagate-2d", help="segment a set of 2D images from a few annotated examples")
+    set2d.add_argument("--guides", required=True, help="folder of NAME + NAME_mask image pairs, or an image,mask list")
+    set2d.add_argument("--images", required=True, help="folder of target images (PNG, JPEG, TIFF, 2D NIfTI)")
+    set2d.add_argument("-o", "--output", required=True, help="folder for NAME_mask.png masks and summary.csv")
+    set2d.add_argument("--batch-size", type=int, default=16, help="target images per forward pass (default 16)")
+    large = commands.add_parser("propagate-large", help="label the instances of one large 2D image from examples")
+    large.add_argument("image", help="the large image (TIFFs are read tile by tile)")
+    large.add_argument("--guides", required=True, help="folder of NAME + NAME_mask image pairs, or an image,mask list")
+    large.add_argument("-o", "--output", required=True, help="instance label image to write (.tif, BigTIFF)")
+    large.add_argument("--window", type=int, help="sliding-window side in pixels (default: from the instance size)")
+    large.add_argument("--batch-size", type=int, default=8, help="windows per forward pass (default 8)")
+    for sub in (set2d, large):
+        sub.add_argument("--checkpoint", help="PropMask weights (default: the bundle's)")
+        sub.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+        sub.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+        _threads_option(sub)
+    return parser
+
+
+def _inference_options(parser: argparse.ArgumentParser) -> None:
+    """Weights, device and inference settings shared by ``segment`` and ``segment-folder``."""
+    parser.add_argument("--checkpoint", help="PropMask weights (default: the bundle's)")
+    parser.add_argument("--box2mask-checkpoint", help="Box2Mask weights (default: the bundle's)")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    parser.add_argument("--thickness-mm", type=float, default=20.0, help="neighbourhood per round (default 20)")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument("--amp", action="store_true", help="mixed precision (bf16) forwards: faster on GPUs")
+    parser.add_argument(
+        "--flip-tta", action="store_true", help="also propagate mirrored and average (twice the network cost)"
+    )
+    parser.add_argument(
+        "--walker-weight",
+        type=float,
+        default=WALKER_WEIGHT,
+        help=f"weight of a 3D random walker's opinion for mask prompts, 0 for PropMask alone (default {WALKER_WEIGHT})",
+    )
+    parser.add_argument(
+        "--walker-weight-box",
+        type=float,
+        default=WALKER_WEIGHT_BOX,
+        help=f"the same for box prompts (default {WALKER_WEIGHT_BOX})",
+    )
+    _threads_option(parser)
+
+
+def _threads_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help=f"CPU threads for the networks (default: the cores available, here {available_cores()})",
+    )
+
+
+def _predictor(args: argparse.Namespace):  # -> PAMPredictor, imported late
+    from pam_monai.predictor import PAMPredictor
+
+    if args.thickness_mm <= 0:
+        raise UsageError(f"--thickness-mm must be positive, got {args.thickness_mm}.")
+    for flag, weight in (("--walker-weight", args.walker_weight), ("--walker-weight-box", args.walker_weight_box)):
+        if not 0.0 <= weight <= 1.0:
+            raise UsageError(f"{flag} must be in [0, 1], got {weight}.")
+    return PAMPredictor.from_checkpoints(
+        args.checkpoint,
+        args.box2mask_checkpoint,
+        device=args.device,
+        thickness_mm=args.thickness_mm,
+        progress=not args.no_progress,
+        amp=args.amp,
+        flip_tta=args.flip_tta,
+        walker_weight=args.walker_weight,
+        walker_weight_box=args.walker_weight_box,
+        walker_beta=WALKER_BETA,
+    )
+
+
+def _segment(args: argparse.Namespace) -> dict:
+    from pam_monai.cli.segment import CasePrompt, segment_case
+
+    if args.box is not None and args.slice is None:
+        raise UsageError("--box needs --slice, the index of the box's slice along --axis.")
+    if args.box is None and args.slice is not None:
+        raise UsageError("--slice goes with --box only.")
+    prompt = CasePrompt(
+        mask_prompt=args.mask_prompt,
+        box=_ints(args.box, 4, "--box") if args.box else None,
+        slice_index=args.slice,
+        box3d=_ints(args.box3d, 6, "--box3d") if args.box3d else None,
+        roi=args.roi,
+        axis=args.axis,
+    )
+    output = Path(args.output)
+    if not (output.name.endswith(".nii") or output.name.endswith(".nii.gz")):
+        raise UsageError(f"{output}: the output must be a NIfTI file (.nii or .nii.gz).")
+    return segment_case(_predictor(args), args.image, prompt, output, args.report, args.preview)
+
+
+def _segment_folder(args: argparse.Namespace) -> dict:
+    from pam_monai.cli.segment import segment_folder
+
+    summary = segment_folder(
+        _predictor(args), args.images, args.prompts or args.images, args.output, args.previews, not args.no_progress
+    )
+    if summary["failed"]:
+        raise RuntimeError(f"{summary['failed']} of {summary['cases']} cases failed; see {args.output}/summary.csv.")
+    return summary
+
+
+def _convert(args: argparse.Namespace) -> dict:
+    from pam_monai.networks.checkpoint import convert_checkpoint
+
+    destination = convert_checkpoint(args.source, args.output, kind=args.kind)
+    return {"output": str(destination)}
+
+
+def _propmask(args: argparse.Namespace):  # -> the PropMask network, in eval mode
+    import torch
+
+    from pam_monai.networks.checkpoint import build_network_from_checkpoint
+    from pam_monai.predictor import default_checkpoints
+
+    if args.batch_size < 1:
+        raise UsageError(f"--batch-size must be at least 1, got {args.batch_size}.")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda was asked for but no CUDA GPU is available.")
+    path = args.checkpoint or default_checkpoints()[0]
+    return build_network_from_checkpoint(path, kind="propmask").to(args.device).eval()
+
+
+def _propagate_2d(args: argparse.Namespace) -> dict:
+    from pam_monai.cli.propagate2d import find_images, load_guides, propagate_folder
+
+    guides = load_guides(args.guides)  # bad input fails before the network is loaded
+    find_images(args.images)
+    rows = propagate_folder(
+        guides, args.images, args.output, _propmask(args), args.batch_size, progress=not args.no_progress
+    )
+    return {"message": f"wrote {len(rows)} masks and summary.csv to {args.output}"}
+
+
+def _propagate_large(args: argparse.Namespace) -> dict:
+    from pam_monai.cli.propagate2d import load_guides, propagate_large_image
+    from pam_monai.data.images2d import image_suffix, probe_image2d
+    from pam_monai.data.io import write_atomic
+
+    output = Path(args.output)
+    if image_suffix(output) not in (".tif", ".tiff"):
+        raise UsageError(f"{output}: the label image must be a TIFF (.tif or .tiff).")
+    if args.window is not None and args.window < 16:
+        raise UsageError(f"--window must be at least 16 pixels, got {args.window}.")
+    probe_image2d(args.image)
+    guides = load_guides(args.guides)  # bad input fails before the network is loaded
+    result = propagate_large_image(
+        args.image,
+        guides,
+        _propmask(args),
+        window=args.window,
+        batch_size=args.batch_size,
+        output=output,
+        progress=not args.no_progress,
+    )
+    summary = {"image": str(args.image), **result.summary()}
+    report = output.with_name(output.name[: -len(image_suffix(output))] + ".json")
+    try:
+        write_atomic(report, lambda temporary: temporary.write_text(json.dumps(summary, indent=2)))
+    except BaseException:
+        output.unlink(missing_ok=True)
+        raise
+    return {"message": f"{result.count} instances -> {output}", "count": result.count}
+
+
+_COMMANDS = {"propagate-2d": _propagate_2d, "propagate-large": _propagate_large, "segment-folder": _segment_folder}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code (0 ok, 1 failed, 2 bad usage or input)."""
+    args = _parser().parse_args(argv)
+    import torch
+
+    from pam_monai.data.io import ImageReadError
+    from pam_monai.networks.checkpoint import CheckpointError
+    from pam_monai.prompts.core import PromptError
+
+    threads_before = torch.get_num_threads()
+    try:
+        threads = getattr(args, "threads", None)
+        if threads is not None and threads < 1:
+            raise UsageError(f"--threads must be at least 1, got {threads}.")
+        if hasattr(args, "threads"):
+            # One intra-op thread per available core: torch's own default may count cores this process cannot use.
+            torch.set_num_threads(threads or available_cores())
+        if args.command in _COMMANDS:
+            summary = _COMMANDS[args.command](args)
+        else:
+            summary = _segment(args) if args.command == "segment" else _convert(args)
+    except (UsageError, PromptError, ImageReadError, CheckpointError, ValueError, OSError) as error:
+        print(f"pam-monai: error: {' '.join(str(error).split())}", file=sys.stderr)
+        return 2
+    except RuntimeError as error:
+        print(f"pam-monai: error: {' '.join(str(error).split())}", file=sys.stderr)
+        return 1
+    finally:
+        torch.set_num_threads(threads_before)  # main() may run inside a larger program
+    if args.command in _COMMANDS:
+        print(summary["message"])
+    elif args.command == "segment":
+        for obj in summary["objects"]:
+            print(f"label {obj['label']}: {obj['voxels']} voxels, {obj['volume_ml']} ml -> {summary['output']}")
+    else:
+        print(f"wrote {summary['output']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

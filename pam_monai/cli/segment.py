@@ -1,0 +1,241 @@
+"""Segment 3D images from prompts and write what users look at: the label image, a JSON report, a PNG preview.
+
+:func:`segment_case` serves ``pam-monai segment`` (one image, one prompt); :func:`segment_folder` serves
+``pam-monai segment-folder`` (every image of a folder with its own prompt file, the networks loaded once), the way
+nnU-Net predicts a folder.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from pam_monai.cli.preview import save_preview
+from pam_monai.data.io import ImageError, save_label_image, write_atomic
+from pam_monai.errors import NoObjectError
+from pam_monai.networks.checkpoint import CheckpointError
+from pam_monai.predictor import PAMPredictor
+from pam_monai.prompts.core import PromptError, parse_prompt, read_mask_prompt
+
+__all__ = ["CasePrompt", "NoObjectError", "find_cases", "segment_case", "segment_folder"]
+
+IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd")
+"""Image files a folder may hold; a subfolder is read as a DICOM series."""
+
+PROMPT_SUFFIXES = (".mrk.json", ".json", *IMAGE_SUFFIXES)
+
+
+
+@dataclass(frozen=True)
+class CasePrompt:
+    """One case's prompt as the user gave it: exactly one of a mask-prompt file, a 2D box with its slice, a 3D box
+    or a 3D Slicer ROI markup; ``axis`` is the array axis normal to the prompt slice (an ROI brings its own)."""
+
+    mask_prompt: str | None = None
+    box: tuple[int, ...] | None = None
+    slice_index: int | None = None
+    box3d: tuple[int, ...] | None = None
+    roi: str | None = None
+    axis: int = 2
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike) -> CasePrompt:
+        """A prompt file: a Slicer ROI (``.mrk.json``), box JSON (``{"box": [...], "slice": k, "axis": a}`` or
+        ``{"box3d": [...]}``, see :func:`~pam_monai.prompts.core.parse_prompt`) or a mask-prompt image."""
+        args = parse_prompt(str(path))
+        if "roi_path" in args:
+            return cls(roi=args["roi_path"])
+        mask = args.get("mask_prompt_path")
+        if mask is not None and not Path(mask).is_absolute() and str(path).endswith(".json"):
+            mask = str(Path(path).parent / mask)  # a mask named in a JSON prompt is relative to that file
+        return cls(
+            mask_prompt=mask,
+            box=args.get("box"),
+            slice_index=args.get("slice_index"),
+            box3d=args.get("box3d"),
+            axis=int(args.get("axis", 2)),
+        )
+
+
+def segment_case(
+    predictor: PAMPredictor,
+    image: str | os.PathLike,
+    prompt: CasePrompt,
+    output: str | os.PathLike,
+    report: str | os.PathLike | None = None,
+    preview: str | os.PathLike | None = None,
+) -> dict[str, Any]:
+    """Segment ``image`` from ``prompt``; write the label image (NIfTI on the image's grid), the JSON report and the
+    PNG preview when asked, each atomically.
+
+    Returns:
+        the report: per object voxels, volume in ml and slices covered; the prompt as resolved on the image grid;
+        rounds, predictions and seconds per stage.
+
+    Raises:
+        NoObjectError: when nothing was found (nothing is written).
+    """
+    started = time.perf_counter()
+    volume = predictor.set_image(image)
+    mask_prompt = None
+    if prompt.mask_prompt:
+        mask_prompt = read_mask_prompt(prompt.mask_prompt, tuple(volume.shape), volume.affine)
+    read_seconds = time.perf_counter() - started
+
+    resolved = {"box": prompt.box, "slice_index": prompt.slice_index, "box3d": prompt.box3d, "axis": prompt.axis}
+    if prompt.roi:
+        resolved = {"box": None, "slice_index": None, "box3d": None, "axis": prompt.axis} | predictor.roi_prompt(
+            prompt.roi
+        )
+    result = predictor.segment(mask_prompt=mask_prompt, **resolved)
+    if not bool(result.labels.any()):
+        raise NoObjectError("the model found no object for this prompt; nothing was written.")
+    summary = predictor.report(result)
+    summary["seconds"]["read"] = round(read_seconds, 4)
+    summary["image"] = str(image)
+    summary["prompt"] = {
+        "mask_prompt": prompt.mask_prompt,
+        "roi": prompt.roi,
+        "box": resolved["box"],
+        "slice": resolved["slice_index"],
+        "box3d": resolved["box3d"],
+        "axis": resolved["axis"],
+    }
+
+    write_start = time.perf_counter()
+    save_label_image(result.labels, np.asarray(volume.affine), output)
+    if preview:
+        prompt_slices = sorted({s for slices in result.prompt_slices.values() for s in slices})
+        save_preview(volume.numpy(), result.labels.numpy(), result.axis, prompt_slices, preview)
+    summary["seconds"]["write"] = round(time.perf_counter() - write_start, 4)
+    summary["seconds"]["total"] = round(time.perf_counter() - started, 4)
+    summary["output"] = str(output)
+    if report:
+        write_atomic(report, lambda temporary: temporary.write_text(json.dumps(summary, indent=2)))
+    return summary
+
+
+def _case_name(path: Path) -> str | None:
+    """The case name of an image file or DICOM folder, ``None`` for anything else."""
+    if path.is_dir():
+        return path.name
+    lower = path.name.lower()
+    suffix = next((s for s in IMAGE_SUFFIXES if lower.endswith(s)), None)
+    return path.name[: -len(suffix)] if suffix else None
+
+
+def find_cases(
+    images: str | os.PathLike, prompts: str | os.PathLike, exclude: tuple[str | os.PathLike, ...] = ()
+) -> list[tuple[str, Path, Path | None]]:
+    """Pair each image of ``images`` with its prompt in ``prompts``: ``NAME`` or ``NAME_prompt`` with a suffix of
+    :data:`PROMPT_SUFFIXES` (``.mrk.json``, ``.json``, or an image). Images named ``*_prompt`` are prompts, not cases;
+    the prompts folder and the ``exclude`` folders (e.g. the output folder) are not DICOM cases either.
+
+    Returns:
+        ``(name, image, prompt or None)`` sorted by name; ``None`` where no prompt file was found.
+
+    Raises:
+        PromptError: when a folder is missing or holds no image.
+    """
+    images, prompts = Path(images), Path(prompts)
+    for folder in (images, prompts):
+        if not folder.is_dir():
+            raise PromptError(f"{folder}: no such folder.")
+    skipped = {Path(folder).resolve() for folder in (prompts, *exclude)}
+    cases = {}
+    for path in sorted(images.iterdir()):
+        name = _case_name(path)
+        if name is not None and not name.endswith("_prompt") and path.resolve() not in skipped:
+            cases[name] = path
+    if not cases:
+        raise PromptError(f"{images}: no images ({', '.join(IMAGE_SUFFIXES)} files or DICOM folders).")
+    found = []
+    for name, image in cases.items():
+        candidates = [prompts / f"{stem}{suffix}" for stem in (name, f"{name}_prompt") for suffix in PROMPT_SUFFIXES]
+        matches = [p for p in candidates if p.is_file() and p != image]
+        if len(matches) > 1:
+            raise PromptError(f"{name}: several prompt files {[p.name for p in matches]}; keep one.")
+        found.append((name, image, matches[0] if matches else None))
+    return found
+
+
+_CASE_ERRORS = (PromptError, ImageError, CheckpointError, NoObjectError, ValueError)
+
+
+def segment_folder(
+    predictor: PAMPredictor,
+    images: str | os.PathLike,
+    prompts: str | os.PathLike,
+    output_dir: str | os.PathLike,
+    previews: bool = False,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Segment every image of ``images`` from its prompt file (see :func:`find_cases`).
+
+    Writes ``NAME_seg.nii.gz`` and ``NAME_report.json`` (and ``NAME_preview.png`` with ``previews``) per case into
+    ``output_dir``, and ``summary.csv`` (a row per object, or per failed case with its error) plus ``summary.json``.
+    A case that fails (unreadable image, bad prompt, nothing found) is recorded and the others still run.
+
+    Returns:
+        ``{"cases", "succeeded", "failed", "output_dir", "message"}``.
+    """
+    output_dir = Path(output_dir)
+    cases = find_cases(images, prompts, exclude=(output_dir,))
+    output_dir.mkdir(parents=True, exist_ok=True)
+    rows: list[dict[str, Any]] = []
+    reports: dict[str, Any] = {}
+    for name, image, prompt_file in tqdm(cases, desc="cases", unit="case", disable=not progress):
+        try:
+            if prompt_file is None:
+                raise PromptError(f"no prompt file ({name}.mrk.json, {name}.json or {name}_prompt.nii.gz, ...).")
+            prompt = CasePrompt.from_file(prompt_file)
+            report = segment_case(
+                predictor,
+                image,
+                prompt,
+                output_dir / f"{name}_seg.nii.gz",
+                output_dir / f"{name}_report.json",
+                output_dir / f"{name}_preview.png" if previews else None,
+            )
+        except _CASE_ERRORS as error:
+            message = " ".join(str(error).split())
+            rows.append(
+                {"case": name, "status": "failed", "label": "", "voxels": "", "volume_ml": "", "error": message}
+            )
+            reports[name] = {"status": "failed", "error": message}
+            continue
+        reports[name] = {"status": "ok", "prompt": report["prompt"], "objects": report["objects"]}
+        for obj in report["objects"]:
+            rows.append(
+                {
+                    "case": name,
+                    "status": "ok",
+                    "label": obj["label"],
+                    "voxels": obj["voxels"],
+                    "volume_ml": obj["volume_ml"],
+                    "error": "",
+                }
+            )
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=["case", "status", "label", "voxels", "volume_ml", "error"])
+    writer.writeheader()
+    writer.writerows(rows)
+    write_atomic(output_dir / "summary.csv", lambda temporary: temporary.write_text(text.getvalue()))
+    write_atomic(output_dir / "summary.json", lambda temporary: temporary.write_text(json.dumps(reports, indent=2)))
+    failed = sum(1 for r in reports.values() if r["status"] == "failed")
+    return {
+        "cases": len(cases),
+        "succeeded": len(cases) - failed,
+        "failed": failed,
+        "output_dir": str(output_dir),
+        "message": f"{len(cases) - failed} of {len(cases)} cases segmented -> {output_dir} (summary.csv)",
+    }

@@ -1,0 +1,575 @@
+"""The MONAI Label app (integrations/monailabel) through a real server on 127.0.0.1, plus its prompt conversion.
+
+The server tests need MONAI Label, which lives in its own environment: run them with
+``bash scripts/test_monailabel.sh`` (it builds ``.venv-monailabel`` and runs this folder there). In the main
+environment they are skipped; the prompt-conversion tests at the top (pure numpy) run in both.
+
+Unless trained default weights sit in ``bundle/models/model.pt``, the server runs with stand-in weights whose every
+head says "object" (deterministic, non-empty output): those tests check the plumbing — the result's grid, affine,
+prompt slice, volume and timing — and the prompt slice itself, which the app computes (box -> Box2Mask box, clicks
+-> region growing, painted label). ``test_dice_with_default_weights`` checks 3D Dice >= 0.7 against the known
+object with the default weights and is skipped while there are none.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import hashlib
+import importlib.util
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from conftest import always_object, ellipsoid, object_volume
+
+ROOT = Path(__file__).resolve().parents[3]
+APP = ROOT / "apps" / "monailabel"
+BUNDLE = ROOT / "bundle"
+BUNDLE_MODEL = BUNDLE / "models" / "model.pt"
+_SPEC = importlib.util.find_spec("monailabel")
+# tests/ is on sys.path under pytest, so this very folder is a namespace package "monailabel": require the real one.
+HAS_MONAILABEL = _SPEC is not None and _SPEC.origin is not None
+requires_monailabel = pytest.mark.skipif(
+    not HAS_MONAILABEL,
+    reason="MONAI Label is not installed here; it has its own environment: run bash scripts/test_monailabel.sh",
+)
+
+# A sheared affine (as a tilted gantry gives): the result must keep it exactly.
+AFFINE0 = np.array([[-0.8, 0, 0, 12.5], [0, 0.9, 0.1, -30.0], [0, 0, 2.5, 40.0], [0, 0, 0, 1.0]])
+AFFINE1 = np.diag([1.0, 1.2, 2.0, 1.0])
+CASES = {
+    "vol0": ((48, 44, 30), (24, 22, 15), (10, 9, 6), AFFINE0),
+    "vol1": ((40, 48, 28), (19, 25, 13), (8, 11, 6), AFFINE1),
+}
+START_TIMEOUT_S = 120
+REQUEST_TIMEOUT_S = 240
+TRAIN_TIMEOUT_S = 240
+
+
+def _prompts_module() -> Any:
+    spec = importlib.util.spec_from_file_location("pam_monailabel_prompts", APP / "lib" / "prompts.py")
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    sys.modules[spec.name] = module  # type: ignore[union-attr]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
+
+
+def _dice(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a.astype(bool), b.astype(bool)
+    return 2.0 * float((a & b).sum()) / max(float(a.sum() + b.sum()), 1.0)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Prompt conversion (no server; runs in every environment)
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def prompts() -> Any:
+    return _prompts_module()
+
+
+@pytest.fixture(scope="module")
+def case0() -> tuple[np.ndarray, np.ndarray]:
+    shape, centre, radii, _ = CASES["vol0"]
+    truth = ellipsoid(shape, centre, radii)
+    return object_volume(truth), truth
+
+
+def test_roi_flat_along_the_axis_is_a_box_on_that_slice(prompts: Any, case0: tuple[np.ndarray, np.ndarray]) -> None:
+    image, _ = case0
+    p = prompts.prepare_prompt({"roi": [34, 31, 14, 13, 15, 15]}, image)  # dragged right to left
+    assert p.kwargs == {"box": (14, 13, 34, 31), "slice_index": 15, "axis": 2}
+    p = prompts.prepare_prompt({"roi": [24, 10, 24, 40, 5, 24], "axis": 0}, image)  # x0 == x1: a sagittal box
+    assert p.kwargs == {"box": (10, 5, 40, 24), "slice_index": 24, "axis": 0}
+    p = prompts.prepare_prompt({"roi": [14, 13, 34, 31, 10, 20]}, image)
+    assert p.kwargs == {"box3d": (14, 13, 10, 34, 31, 20), "axis": 2}
+    p = prompts.prepare_prompt({"roi": [14, 13, 34, 31], "slice": 15}, image)
+    assert p.kwargs == {"box": (14, 13, 34, 31), "slice_index": 15, "axis": 2}
+
+
+def test_one_foreground_click_grows_the_object_on_its_slice(prompts: Any, case0: tuple[np.ndarray, np.ndarray]) -> None:
+    image, truth = case0
+    p = prompts.prepare_prompt({"foreground": [[24, 22, 15]]}, image)
+    mask = p.kwargs["mask_prompt"]
+    assert np.nonzero(mask.any(axis=(0, 1)))[0].tolist() == [15]
+    assert _dice(mask[:, :, 15], truth[:, :, 15]) > 0.95
+    # The same object seen along axis 1.
+    p = prompts.prepare_prompt({"foreground": [[24, 22, 15]], "axis": 1}, image)
+    assert _dice(p.kwargs["mask_prompt"][:, 22, :], truth[:, 22, :]) > 0.9
+
+
+def test_background_clicks_cut_the_mask(prompts: Any, case0: tuple[np.ndarray, np.ndarray]) -> None:
+    image, truth = case0
+    p = prompts.prepare_prompt({"foreground": [[24, 18, 15]], "background": [[24, 28, 15]]}, image)
+    mask = p.kwargs["mask_prompt"][:, :, 15].astype(bool)
+    assert mask.any() and not mask[:, 24:].any()  # everything nearer to the background click is gone
+    assert (mask & truth[:, :, 15]).sum() == mask.sum()
+
+
+def test_bad_prompts_say_what_is_wrong(prompts: Any, case0: tuple[np.ndarray, np.ndarray]) -> None:
+    image, _ = case0
+    cases = [
+        ({}, "no prompt"),
+        ({"roi": [0, 0, 60, 10, 3, 3]}, "outside the image"),
+        ({"roi": [1, 2, 3]}, "roi must be"),
+        ({"roi": [5, 5, 5, 9, 3, 3]}, "zero area"),
+        ({"foreground": [[100, 1, 1]]}, "outside the image"),
+        ({"foreground": [[1, 1]]}, "[x, y, z]"),
+        ({"background": [[3, 3, 3]]}, "background clicks alone"),
+        ({"axis": 3, "foreground": [[24, 22, 15]]}, "axis must be 0, 1 or 2"),
+        ({"slice": 99, "foreground": [[24, 22, 15]]}, "out of range"),
+    ]
+    for request, message in cases:
+        with pytest.raises(prompts.PromptRequestError, match=__import__("re").escape(message)):
+            prompts.prepare_prompt(request, image)
+
+
+def test_label_prompt_on_one_slice(prompts: Any, case0: tuple[np.ndarray, np.ndarray], tmp_path: Path) -> None:
+    image, truth = case0
+    label = np.zeros(truth.shape, np.uint8)
+    label[:, :, 15] = truth[:, :, 15] * 2
+    nib.save(nib.Nifti1Image(label, AFFINE0), tmp_path / "label.nii.gz")
+    p = prompts.prepare_prompt({"label": str(tmp_path / "label.nii.gz")}, image)
+    assert p.description["labels"] == [2] and p.description["slice"] == 15
+    assert np.array_equal(p.kwargs["mask_prompt"], label)
+    label[:, :, 16] = truth[:, :, 16]
+    nib.save(nib.Nifti1Image(label, AFFINE0), tmp_path / "two.nii.gz")
+    with pytest.raises(prompts.PromptRequestError, match="marks 2 slices"):
+        prompts.prepare_prompt({"label": str(tmp_path / "two.nii.gz")}, image)
+    p = prompts.prepare_prompt({"label": str(tmp_path / "two.nii.gz"), "slice": 16}, image)
+    assert p.description["slice"] == 16
+    # The 3D Slicer module sends the label *name* in "label": not a file, so not a prompt.
+    with pytest.raises(prompts.PromptRequestError, match="no prompt"):
+        prompts.prepare_prompt({"label": "object"}, image)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The server
+# ---------------------------------------------------------------------------------------------------------------
+
+AUDIT_HOOK = textwrap.dedent(
+    '''
+    """Records every attempt to reach a non-loopback address (installed by this test module)."""
+    import os
+    import sys
+
+    _LOG = os.environ.get("PAM_NET_AUDIT_LOG")
+
+
+    def _local(host):
+        if host is None:
+            return True
+        host = host.decode() if isinstance(host, bytes) else str(host)
+        host = host.strip("[]").lower()
+        return host in ("", "localhost", "0.0.0.0", "::", "::1", "ip6-localhost") or host.startswith(
+            ("127.", "::ffff:127.")
+        )
+
+
+    def _write(line):
+        with open(_LOG, "a") as fp:
+            fp.write(f"{os.getpid()} {line}\\n")
+
+
+    def _hook(event, args):
+        try:
+            if event == "socket.connect" and isinstance(args[1], tuple) and not _local(args[1][0]):
+                _write(f"connect {args[1]!r}")
+            elif event == "socket.getaddrinfo" and not _local(args[0]):
+                _write(f"getaddrinfo {args[0]!r}")
+        except Exception:
+            pass
+
+
+    if _LOG:
+        with open(_LOG + ".active", "a") as fp:
+            fp.write(f"{os.getpid()} {' '.join(getattr(sys, 'orig_argv', sys.argv)[1:5])}\\n")
+        sys.addaudithook(_hook)
+    '''
+)
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    """A ``monailabel start_server`` subprocess on 127.0.0.1 and the files it was started with."""
+
+    def __init__(self, root: Path, studies: Path, model_dir: Path, extra_conf: tuple[str, ...] = ()) -> None:
+        self.root, self.studies, self.model_dir = root, studies, model_dir
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = root / "server.log"
+        self.audit = root / "net_audit.log"
+        hook_dir = root / "hook"
+        hook_dir.mkdir()
+        (hook_dir / "sitecustomize.py").write_text(AUDIT_HOOK)
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join([str(hook_dir), *filter(None, [os.environ.get("PYTHONPATH")])]),
+            "PAM_NET_AUDIT_LOG": str(self.audit),
+            "MONAI_LABEL_SESSION_PATH": str(root / "sessions"),
+            "MONAI_LABEL_DATASTORE_CACHE_PATH": str(root / "cache"),
+        }
+        command = [
+            sys.executable, "-m", "monailabel.main", "start_server",
+            "--app", str(APP), "--studies", str(studies),
+            "--conf", "models", "pam", "--conf", "pam_model_dir", str(model_dir),
+            "--host", "127.0.0.1", "--port", str(self.port), *extra_conf,
+        ]  # fmt: skip
+        self._log_file = open(self.log, "w")  # noqa: SIM115 - closed in stop()
+        # Its own process group: stop() ends the server and any training process it started, by this PID.
+        self.process = subprocess.Popen(
+            command, cwd=str(root), env=env, stdout=self._log_file, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+    def wait_ready(self, timeout: float = START_TIMEOUT_S) -> None:
+        import requests
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the server exited with {self.process.returncode}:\n{self.log_tail()}")
+            try:
+                if requests.get(f"{self.url}/info/", timeout=5).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.5)
+        raise TimeoutError(f"the server did not answer /info/ within {timeout} s:\n{self.log_tail()}")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=20)
+        self._log_file.close()
+
+
+def _write_studies(folder: Path) -> dict[str, dict[str, Any]]:
+    folder.mkdir(parents=True, exist_ok=True)
+    cases = {}
+    for seed, (name, (shape, centre, radii, affine)) in enumerate(CASES.items()):
+        truth = ellipsoid(shape, centre, radii)
+        image = object_volume(truth, seed=seed)
+        # Real objects have texture; a perfectly flat one is outside what the default Box2Mask has seen.
+        image[truth] += np.random.default_rng(100 + seed).normal(0, 4, int(truth.sum())).astype(np.float32)
+        nib.save(nib.Nifti1Image(image, affine), folder / f"{name}.nii.gz")
+        cases[name] = {"image": image, "truth": truth, "affine": affine, "centre": centre, "radii": radii}
+    return cases
+
+
+@pytest.fixture(scope="module")
+def cases(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    root = tmp_path_factory.mktemp("monailabel")
+    studies = root / "studies"
+    return {"root": root, "studies": studies, "cases": _write_studies(studies)}
+
+
+@pytest.fixture(scope="module")
+def server(cases: dict[str, Any]) -> Iterator[Server]:
+    if not HAS_MONAILABEL:
+        pytest.skip("MONAI Label is not installed here; run bash scripts/test_monailabel.sh")
+    root = cases["root"]
+    model_dir = root / "models"
+    model_dir.mkdir()
+    from pam_monai.networks import build_box2mask, build_propmask, save_network
+
+    torch.manual_seed(0)
+    save_network(always_object(build_propmask("light", input_size=64)), model_dir / "model.pt")
+    save_network(always_object(build_box2mask("light", input_size=64)), model_dir / "box2mask.pt")
+    srv = Server(root, cases["studies"], model_dir)
+    try:
+        srv.wait_ready()
+        yield srv
+    finally:
+        srv.stop()
+
+
+def _infer(
+    server: Server,
+    image: str,
+    params: Any,
+    label: Path | None = None,
+    model: str = "pam",
+    raw_params: str | None = None,
+) -> Any:
+    import requests
+
+    files: dict[str, Any] = {"params": (None, raw_params if raw_params is not None else json.dumps(params))}
+    if label is not None:
+        files["label"] = (label.name, label.read_bytes(), "application/octet-stream")
+    return requests.post(f"{server.url}/infer/{model}", params={"image": image}, files=files, timeout=REQUEST_TIMEOUT_S)
+
+
+def _result(response: Any, tmp_path: Path) -> tuple[dict[str, Any], nib.Nifti1Image]:
+    """The JSON and the label image of a multipart infer response."""
+    from requests_toolbelt.multipart.decoder import MultipartDecoder
+
+    assert response.status_code == 200, response.text[:500]
+    parts = {}
+    for part in MultipartDecoder.from_response(response).parts:
+        disposition = part.headers[b"Content-Disposition"].decode()
+        name = disposition.split('name="')[1].split('"')[0]
+        parts[name] = part.content
+    params = json.loads(parts["params"])
+    path = tmp_path / f"result_{time.monotonic_ns()}.nii.gz"
+    path.write_bytes(parts["image"])
+    image = nib.load(str(path))
+    return params, nib.Nifti1Image(np.asanyarray(image.dataobj).copy(), image.affine)
+
+
+def _check_plumbing(params: dict[str, Any], result: nib.Nifti1Image, case: dict[str, Any]) -> np.ndarray:
+    """The result is a label image on the image's grid with the reported volume; returns its array."""
+    labels = np.asarray(result.dataobj)
+    assert labels.shape == case["image"].shape
+    np.testing.assert_allclose(result.affine, case["affine"], atol=1e-4)
+    assert labels.any(), "empty result"
+    assert set(np.unique(labels).tolist()) <= {0, 1}
+    (obj,) = params["objects"]
+    assert obj["name"] == "object" and params["label_name"] == "object"
+    voxel_ml = abs(np.linalg.det(case["affine"][:3, :3])) / 1000.0
+    assert obj["voxels"] == int((labels > 0).sum())
+    assert obj["volume_ml"] == pytest.approx(obj["voxels"] * voxel_ml, rel=1e-3)
+    assert params["timing"]["total"] > 0 and params["latencies"]["total"] > 0
+    return labels
+
+
+@requires_monailabel
+def test_info_describes_the_model_and_its_prompts(server: Server) -> None:
+    import requests
+
+    info = requests.get(f"{server.url}/info/", timeout=30).json()
+    pam = info["models"]["pam"]
+    assert pam["type"] == "deepgrow" and pam["dimension"] == 3 and pam["labels"] == {"object": 1}
+    assert {"roi", "foreground", "background", "label", "axis"} <= set(pam["prompts"])
+    assert pam["bundle"] == str(ROOT / "bundle")
+    assert pam["weights"]["propmask"] == str(server.model_dir / "model.pt")
+    assert "pam" in info["trainers"] and info["labels"] == ["object"]
+
+
+@requires_monailabel
+def test_datastore_lists_the_studies(server: Server, cases: dict[str, Any]) -> None:
+    import requests
+
+    store = requests.get(f"{server.url}/datastore/", params={"output": "all"}, timeout=30).json()
+    assert set(store["objects"]) == set(cases["cases"])
+
+
+@requires_monailabel
+@pytest.mark.parametrize(
+    ("axis", "roi", "plane"), [(2, [14, 13, 34, 31, 15, 15], 15), (0, [24, 12, 24, 32, 5, 25], 24)]
+)
+def test_box_roi(server: Server, cases: dict[str, Any], tmp_path: Path, axis: int, roi: list[int], plane: int) -> None:
+    case = cases["cases"]["vol0"]
+    params, result = _result(_infer(server, "vol0", {"roi": roi, "axis": axis}), tmp_path)
+    labels = _check_plumbing(params, result, case)
+    assert params["prompt"]["type"] == "box" and params["prompt"]["axis"] == axis
+    assert params["objects"][0]["prompt_slices"] == [plane]
+    # The stand-in Box2Mask says "object" everywhere: the prompt slice is exactly the box.
+    start, stop = [roi[0], roi[1], roi[4]], [roi[2], roi[3], roi[5]]
+    expected = np.zeros(case["image"].shape, bool)
+    expected[start[0] : stop[0] + 1, start[1] : stop[1] + 1, start[2] : stop[2] + 1] = True
+    assert np.array_equal(np.take(labels, plane, axis=axis) > 0, np.take(expected, plane, axis=axis))
+    others = tuple(a for a in range(3) if a != axis)
+    assert np.count_nonzero(labels.any(axis=others)) > 1, "nothing was propagated"
+
+
+@requires_monailabel
+def test_box3d_roi_is_clipped_to_the_box(server: Server, cases: dict[str, Any], tmp_path: Path) -> None:
+    case = cases["cases"]["vol1"]
+    roi = [11, 14, 27, 36, 9, 17]
+    params, result = _result(_infer(server, "vol1", {"roi": roi}), tmp_path)
+    labels = _check_plumbing(params, result, case)
+    assert params["prompt"]["type"] == "box3d"
+    inside = np.zeros(labels.shape, bool)
+    inside[11:28, 14:37, 9:18] = True
+    assert labels[~inside].sum() == 0 and labels[inside].any()
+
+
+@requires_monailabel
+@pytest.mark.parametrize("axis", [2, 1])
+def test_one_foreground_click(server: Server, cases: dict[str, Any], tmp_path: Path, axis: int) -> None:
+    case = cases["cases"]["vol0"]
+    click = [24, 22, 15]
+    params, result = _result(_infer(server, "vol0", {"foreground": [click], "axis": axis}), tmp_path)
+    labels = _check_plumbing(params, result, case)
+    assert params["prompt"]["type"] == "clicks" and params["prompt"]["slice"] == click[axis]
+    # The prompt slice is the app's own region growing: it must find the object there.
+    plane = np.take(labels, click[axis], axis=axis) > 0
+    assert _dice(plane, np.take(case["truth"], click[axis], axis=axis)) > 0.9
+
+
+@requires_monailabel
+def test_background_click_cuts_the_prompt(server: Server, cases: dict[str, Any], tmp_path: Path) -> None:
+    case = cases["cases"]["vol0"]
+    request = {"foreground": [[24, 18, 15]], "background": [[24, 28, 15]]}
+    params, result = _result(_infer(server, "vol0", request), tmp_path)
+    labels = _check_plumbing(params, result, case)
+    assert params["prompt"]["background"] == 1
+    plane = labels[:, :, 15] > 0
+    assert plane.any() and not plane[:, 24:].any()
+
+
+@requires_monailabel
+def test_uploaded_mask_prompt(server: Server, cases: dict[str, Any], tmp_path: Path) -> None:
+    case = cases["cases"]["vol1"]
+    prompt = np.zeros(case["truth"].shape, np.uint8)
+    prompt[:, :, 13] = case["truth"][:, :, 13]
+    path = tmp_path / "prompt.nii.gz"
+    nib.save(nib.Nifti1Image(prompt, case["affine"]), path)
+    params, result = _result(_infer(server, "vol1", {}, label=path), tmp_path)
+    labels = _check_plumbing(params, result, case)
+    assert params["prompt"] == {"type": "label", "axis": 2, "slice": 13, "labels": [1]}
+    assert np.array_equal(labels[:, :, 13] > 0, prompt[:, :, 13] > 0)
+
+
+@requires_monailabel
+def test_bad_requests_get_a_4xx_and_the_server_keeps_serving(
+    server: Server, cases: dict[str, Any], tmp_path: Path
+) -> None:
+    import requests
+
+    wrong_grid = tmp_path / "wrong_grid.nii.gz"
+    nib.save(nib.Nifti1Image(np.ones((5, 5, 5), np.uint8), np.eye(4)), wrong_grid)
+    bad = [
+        (_infer(server, "vol0", {}), 400, "no prompt"),
+        (_infer(server, "vol0", {"roi": [14, 13, 94, 31, 15, 15]}), 400, "outside the image"),
+        (_infer(server, "vol0", {"foreground": [[24, 22, 15]], "axis": 7}), 400, "axis must be 0, 1 or 2"),
+        (_infer(server, "vol0", {}, model="no_such_model"), 404, "unknown model"),
+        (_infer(server, "vol0", None, raw_params='{"roi": [1, 2,'), 400, "not valid JSON"),
+        (_infer(server, "no_such_image", {"foreground": [[1, 1, 1]]}), 404, "unknown image"),
+        (_infer(server, "vol0", {}, label=wrong_grid), 400, "differs from the image"),
+    ]
+    for response, status, message in bad:
+        assert response.status_code == status, (status, response.status_code, response.text[:300])
+        assert message in response.json()["detail"], response.text[:300]
+    assert requests.get(f"{server.url}/info/", timeout=30).status_code == 200
+    params, result = _result(_infer(server, "vol0", {"foreground": [[24, 22, 15]]}), tmp_path)
+    _check_plumbing(params, result, cases["cases"]["vol0"])
+
+
+@requires_monailabel
+def test_eight_concurrent_requests_all_succeed(server: Server, cases: dict[str, Any], tmp_path: Path) -> None:
+    jobs = []
+    for i in range(8):
+        name = "vol0" if i % 2 == 0 else "vol1"
+        centre = [int(round(c)) for c in cases["cases"][name]["centre"]]
+        jobs.append((name, {"foreground": [centre], "axis": (2, 1, 0)[i % 3]}))
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+        futures = [pool.submit(_infer, server, name, params) for name, params in jobs]
+        responses = [f.result(timeout=REQUEST_TIMEOUT_S + 30) for f in futures]
+    for (name, _), response in zip(jobs, responses):
+        params, result = _result(response, tmp_path)
+        _check_plumbing(params, result, cases["cases"][name])
+
+
+@requires_monailabel
+def test_training_from_saved_labels_updates_the_weights(server: Server, cases: dict[str, Any], tmp_path: Path) -> None:
+    import requests
+
+    for name, case in cases["cases"].items():
+        path = tmp_path / f"{name}_label.nii.gz"
+        nib.save(nib.Nifti1Image(case["truth"].astype(np.uint8), case["affine"]), path)
+        saved = requests.put(
+            f"{server.url}/datastore/label",
+            params={"image": name, "tag": "final"},
+            files={"label": (path.name, path.read_bytes())},
+            timeout=60,
+        )
+        assert saved.status_code == 200, saved.text
+    weights = server.model_dir / "model.pt"
+    before = hashlib.sha256(weights.read_bytes()).hexdigest()
+
+    tiny = {
+        "max_epochs": 1,
+        "epoch_length": 2,
+        "batch_size": 2,
+        "tasks_per_volume": 2,
+        "input_size": 64,
+        "val_split": 0,
+    }
+    started = requests.post(f"{server.url}/train/pam", json=tiny, timeout=60)
+    assert started.status_code == 200, started.text
+    deadline = time.monotonic() + TRAIN_TIMEOUT_S
+    status: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        status = requests.get(f"{server.url}/train/", timeout=30).json()
+        if status.get("status") in ("DONE", "ERROR"):
+            break
+        time.sleep(1)
+    details = "\n".join(status.get("details", []))
+    assert status.get("status") == "DONE", f"training ended as {status.get('status')}:\n{details}"
+    assert hashlib.sha256(weights.read_bytes()).hexdigest() != before, "the weights file did not change"
+    info = requests.get(f"{server.url}/info/", timeout=30).json()
+    stats = info["train_stats"]["pam"]
+    assert stats["train_volumes"] == 2 and stats["weights"] == str(weights)
+
+    # The next inference loads the new weights (and still works).
+    params, result = _result(_infer(server, "vol0", {"foreground": [[24, 22, 15]]}), tmp_path)
+    _check_plumbing(params, result, cases["cases"]["vol0"])
+    assert server.log.read_text().count(f"PAM: loaded propmask weights from {weights}") >= 2, "not reloaded"
+
+
+@requires_monailabel
+def test_no_network_call_was_made(server: Server) -> None:
+    """Runs last: the server (and the training process it started) never tried to reach a non-local address."""
+    active = Path(str(server.audit) + ".active")
+    assert active.exists(), "the network audit hook did not load"
+    processes = active.read_text().splitlines()
+    assert any("monailabel.main" in line for line in processes)
+    assert any("monailabel.interfaces.utils.app" in line for line in processes), "the training process was not audited"
+    attempts = server.audit.read_text() if server.audit.exists() else ""
+    assert attempts == "", f"network access attempted:\n{attempts}"
+
+
+@requires_monailabel
+@pytest.mark.skipif(not BUNDLE_MODEL.exists(), reason="no trained default weights in bundle/models/model.pt yet")
+def test_dice_with_default_weights(cases: dict[str, Any], tmp_path: Path) -> None:
+    """With the bundle's trained weights, each prompt type finds the ellipsoid: 3D Dice >= 0.7."""
+    root = tmp_path / "default"
+    root.mkdir()
+    empty_model_dir = root / "models"  # no weights here: the bundle's are used
+    empty_model_dir.mkdir()
+    srv = Server(root, cases["studies"], empty_model_dir, ("--conf", "bundle_path", str(BUNDLE)))
+    try:
+        srv.wait_ready()
+        case = cases["cases"]["vol0"]
+        truth = case["truth"]
+        label = np.zeros(truth.shape, np.uint8)
+        label[:, :, 15] = truth[:, :, 15]
+        nib.save(nib.Nifti1Image(label, case["affine"]), root / "prompt.nii.gz")
+        requests_ = [
+            ({"foreground": [[24, 22, 15]]}, None),
+            ({}, root / "prompt.nii.gz"),
+        ]
+        if (BUNDLE / "models" / "box2mask.pt").exists():
+            requests_.append(({"roi": [13, 12, 35, 32, 15, 15]}, None))
+        for params_in, label_path in requests_:
+            params, result = _result(_infer(srv, "vol0", params_in, label=label_path), tmp_path)
+            labels = _check_plumbing(params, result, case)
+            assert _dice(labels > 0, truth) >= 0.7, (params_in, _dice(labels > 0, truth))
+    finally:
+        srv.stop()
