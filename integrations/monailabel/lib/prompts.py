@@ -29,7 +29,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy import ndimage
+
+from pam_monai.prompts.clicks import ClickGrowing, cut_with_background, grow_from_clicks, keep_touching
 
 __all__ = [
     "ClickGrowing",
@@ -71,7 +72,7 @@ class PreparedPrompt:
         if background:
             centre = ((box[0] + box[2]) / 2.0, (box[1] + box[3]) / 2.0)
             mask = cut_with_background(mask, [centre], background)
-            mask = _keep_touching(mask, [(round(centre[0]), round(centre[1]))]) if mask.any() else mask
+            mask = keep_touching(mask, [(round(centre[0]), round(centre[1]))]) if mask.any() else mask
         if not mask.any():
             raise PromptRequestError("the background clicks removed the whole object inside the box.")
         self.kwargs["mask_prompt"] = _volume_with_plane(mask, shape, axis, index)
@@ -169,140 +170,6 @@ def _volume_with_plane(mask: np.ndarray, shape: Sequence[int], axis: int, index:
 def _in_plane(point: Sequence[int], axis: int) -> tuple[int, int]:
     rows, cols = _plane_axes(axis)
     return int(point[rows]), int(point[cols])
-
-
-@dataclass
-class ClickGrowing:
-    """Settings of the region growing that turns clicks into a mask on one slice.
-
-    Attributes:
-        window: side of the square around a click whose (median-filtered) intensities give the object's level.
-        tolerance: how many noise standard deviations from that level a pixel may be and still join.
-        max_fraction: a region larger than this fraction of the slice (or of the box) is taken as a leak into the
-            background: the tolerance shrinks (x0.7, up to ``shrink_steps`` times) until it is not.
-        min_pixels: a region smaller than this becomes a disc of radius ``fallback_radius`` around the click.
-    """
-
-    window: int = 5
-    tolerance: float = 3.0
-    max_fraction: float = 0.25
-    shrink_steps: int = 8
-    min_pixels: int = 9
-    fallback_radius: int = 3
-
-
-def _noise_sigma(plane: np.ndarray, smooth: np.ndarray) -> float:
-    """Robust noise level of a slice: 1.4826 x the median absolute residual of a 3x3 median filter."""
-    residual = np.abs(plane - smooth)
-    sigma = 1.4826 * float(np.median(residual)) * 1.5  # the 3x3 median removes part of the noise: x1.5
-    if sigma <= 0:
-        spread = float(np.percentile(plane, 99) - np.percentile(plane, 1))
-        sigma = 0.01 * spread if spread > 0 else 1.0
-    return sigma
-
-
-def _disc(shape: tuple[int, int], centre: tuple[int, int], radius: int) -> np.ndarray:
-    rr, cc = np.ogrid[: shape[0], : shape[1]]
-    return (rr - centre[0]) ** 2 + (cc - centre[1]) ** 2 <= radius**2
-
-
-def _keep_touching(mask: np.ndarray, seeds: Sequence[tuple[int, int]]) -> np.ndarray:
-    """The connected components (8-connected) of ``mask`` that contain a seed pixel."""
-    components, _ = ndimage.label(mask, structure=np.ones((3, 3), dtype=bool))
-    keep = {int(components[r, c]) for r, c in seeds if 0 <= r < mask.shape[0] and 0 <= c < mask.shape[1]}
-    keep.discard(0)
-    return np.isin(components, sorted(keep)) if keep else np.zeros_like(mask)
-
-
-def cut_with_background(
-    mask: np.ndarray, foreground: Sequence[Sequence[float]], background: Sequence[Sequence[float]]
-) -> np.ndarray:
-    """Drop the pixels of ``mask`` that are nearer to a background click than to every foreground click."""
-    if not background or not mask.any():
-        return mask
-    rr, cc = np.nonzero(mask)
-    pixels = np.stack((rr, cc), axis=1).astype(np.float64)
-    fg = np.asarray(foreground, dtype=np.float64).reshape(-1, 2)
-    bg = np.asarray(background, dtype=np.float64).reshape(-1, 2)
-    d_fg = np.min(np.linalg.norm(pixels[:, None] - fg[None], axis=2), axis=1)
-    d_bg = np.min(np.linalg.norm(pixels[:, None] - bg[None], axis=2), axis=1)
-    out = mask.copy()
-    out[rr[d_bg < d_fg], cc[d_bg < d_fg]] = False
-    return out
-
-
-def grow_from_clicks(
-    plane: np.ndarray,
-    foreground: Sequence[tuple[int, int]],
-    background: Sequence[tuple[int, int]] = (),
-    limit: tuple[int, int, int, int] | None = None,
-    settings: ClickGrowing | None = None,
-) -> np.ndarray:
-    """A mask on one slice grown from foreground clicks, cut by background clicks.
-
-    For each foreground click: the slice is median-filtered (3x3, keeps edges), the object's level is the median
-    of the filtered intensities in a ``window`` square around the click, and the noise level is estimated from the
-    residual of the filter over the whole slice. Pixels within ``tolerance`` noise deviations of the level that are
-    8-connected to the click form the region; holes are filled. If the region is larger than ``max_fraction`` of
-    the slice (or of the ``limit`` box) it has leaked into the surroundings, and the tolerance shrinks until it does
-    not. A region of fewer than ``min_pixels`` pixels becomes a small disc around the click. The regions of all
-    foreground clicks are joined; then every pixel nearer to a background click than to any foreground click is
-    removed, and only the parts connected to a foreground click are kept.
-
-    Args:
-        plane: ``(H, W)`` intensities of the slice.
-        foreground: ``(row, col)`` clicks inside the object (at least one).
-        background: ``(row, col)`` clicks outside it.
-        limit: an inclusive ``(r0, c0, r1, c1)`` box the mask must stay in.
-        settings: the region-growing parameters.
-
-    Returns:
-        an ``(H, W)`` boolean mask, not empty.
-    """
-    settings = settings or ClickGrowing()
-    if not foreground:
-        raise PromptRequestError("clicks need at least one foreground click inside the object.")
-    plane = np.asarray(plane, dtype=np.float64)
-    if not np.isfinite(plane).all():
-        raise PromptRequestError("the slice under the clicks contains NaN or infinite intensities.")
-    smooth = ndimage.median_filter(plane, size=3, mode="nearest")
-    sigma = _noise_sigma(plane, smooth)
-    inside = np.ones(plane.shape, dtype=bool)
-    if limit is not None:
-        r0, c0, r1, c1 = limit
-        inside[:] = False
-        inside[r0 : r1 + 1, c0 : c1 + 1] = True
-    max_pixels = float(inside.sum()) if limit is not None else settings.max_fraction * plane.size
-    half = settings.window // 2
-    mask = np.zeros(plane.shape, dtype=bool)
-    for r, c in foreground:
-        if not inside[r, c]:
-            continue
-        patch = smooth[max(r - half, 0) : r + half + 1, max(c - half, 0) : c + half + 1]
-        level = float(np.median(patch))
-        local = float(np.std(patch))
-        tolerance = settings.tolerance * max(sigma, local)
-        region = np.zeros_like(mask)
-        for _ in range(settings.shrink_steps + 1):
-            candidate = (np.abs(smooth - level) <= tolerance) & inside
-            candidate[r, c] = True
-            region = _keep_touching(candidate, [(r, c)])
-            region = ndimage.binary_fill_holes(region) & inside
-            # Limited to a box the region may fill it; unlimited, a region this large has leaked.
-            if region.sum() <= max_pixels:
-                break
-            tolerance *= 0.7
-        if region.sum() < settings.min_pixels:
-            region = _disc(plane.shape, (r, c), settings.fallback_radius) & inside
-        mask |= region
-    seeds = [(r, c) for r, c in foreground if inside[r, c]]
-    if not seeds:
-        raise PromptRequestError("no foreground click lies inside the box (roi).")
-    mask = cut_with_background(mask, seeds, list(background))
-    mask = _keep_touching(mask, seeds)
-    if not mask.any():
-        raise PromptRequestError("the background clicks removed the whole object around the foreground clicks.")
-    return mask
 
 
 def _mask_from_label(

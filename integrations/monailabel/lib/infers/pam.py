@@ -227,7 +227,7 @@ class PAMInferTask(BundleInferTask):
         volume = array.cpu().numpy()
         try:
             prompt = prepare_prompt(data, volume)
-        except PromptRequestError as error:
+        except (PromptRequestError, PromptError) as error:
             raise PAMRequestError(400, str(error)) from None
         needs_box2mask = any(k in prompt.kwargs for k in ("box", "box3d"))
         propmask = self._network("propmask", device)
@@ -258,7 +258,7 @@ class PAMInferTask(BundleInferTask):
         mask = inferer.box2mask_inferer(torch.as_tensor(plane, dtype=torch.float32, device=device), box2mask, box=box)
         try:
             prompt.refine(mask.cpu().numpy(), shape)  # type: ignore[arg-type]
-        except PromptRequestError as error:
+        except (PromptRequestError, PromptError) as error:
             raise PAMRequestError(400, str(error)) from None
 
     def _report(
