@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,8 +17,6 @@ from monai.transforms import LoadImage
 from pam_monai.errors import ImageError, ImageReadError
 
 __all__ = ["ImageError", "ImageReadError", "atomic_path", "load_image", "save_label_image", "voxel_volume_ml"]
-
-
 
 
 def load_image(path: str | os.PathLike) -> MetaTensor:
@@ -46,14 +44,29 @@ def voxel_volume_ml(affine: np.ndarray | torch.Tensor) -> float:
     return abs(float(np.linalg.det(matrix))) / 1000.0
 
 
+def _create_temporary(path: Path) -> str:
+    """Create an empty, uniquely named file beside ``path`` with the permissions the process umask gives new files
+    (``0o666 & ~umask``, e.g. 0644 under umask 022) -- not ``mkstemp``'s private 0600 -- and return its name."""
+    suffix = "".join(path.suffixes) or ".tmp"
+    for _ in range(100):
+        name = str(path.parent / f".{path.name}.{secrets.token_hex(6)}{suffix}")
+        try:
+            os.close(os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        except FileExistsError:
+            continue
+        return name
+    raise FileExistsError(f"{path.parent}: cannot create a temporary file for {path.name}.")
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path`` (same suffixes); rename it to ``path`` only if the block succeeds."""
+    """Yield a temporary path beside ``path`` (same suffixes); rename it to ``path`` only if the block succeeds.
+
+    The result gets the permissions of any newly created file (the umask's), like a plain ``open(path, "w")``.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    suffix = "".join(path.suffixes) or ".tmp"
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
-    os.close(handle)
+    temporary = _create_temporary(path)
     try:
         yield Path(temporary)
         os.replace(temporary, path)
