@@ -1,25 +1,18 @@
-"""Training building blocks: datalist checks, batches for the MONAI engines, loss, metric, checkpoints."""
+"""Training building blocks: datalist checks, cached volumes and tasks, batches for the MONAI engines, loss, metric."""
 
 from __future__ import annotations
-
-import os
-import time
 
 import nibabel as nib
 import numpy as np
 import pytest
 import torch
 from conftest import ellipsoid, object_volume
-from ignite.engine import Events
-from monai.engines import SupervisedTrainer
 
 from pam_monai.data.datalist import DatalistError, load_datalist, validate_datalist
 from pam_monai.engines import (
     TaskDataset,
-    TrainingCheckpoint,
     as_bool,
     build_network,
-    checkpoint_candidates,
     deep_supervision_dice_loss,
     prepare_box2mask_batch,
     prepare_propagation_batch,
@@ -27,6 +20,7 @@ from pam_monai.engines import (
     task_transform,
     volume_dataset,
 )
+from pam_monai.errors import TrainingSetupError
 from pam_monai.inferers.task import TaskInferer
 from pam_monai.transforms.tasks import LabelSliceStatsd
 
@@ -174,106 +168,6 @@ def test_as_bool() -> None:
         as_bool("maybe")
 
 
-def test_checkpoint_candidates_order(tmp_path) -> None:
-    for name in ("checkpoint_iteration=10.pt", "checkpoint_final_iteration=12.pt", "model_best.pt", "x_iteration=3.pt"):
-        (tmp_path / name).write_bytes(b"")
-    old = time.time() - 100
-    os.utime(tmp_path / "x_iteration=3.pt", (old, old))
-    names = [p.name for p in checkpoint_candidates(tmp_path)]
-    assert names == ["checkpoint_final_iteration=12.pt", "checkpoint_iteration=10.pt", "x_iteration=3.pt"]
-    assert checkpoint_candidates(tmp_path / "absent") == []
-
-
-def _tiny_trainer(max_epochs: int, make_handler) -> tuple[SupervisedTrainer, torch.nn.Module, TrainingCheckpoint]:
-    torch.manual_seed(0)
-    network = torch.nn.Linear(2, 1)
-    optimizer = torch.optim.SGD(network.parameters(), lr=0.1)
-    data = [{"image": torch.rand(4, 2), "label": torch.rand(4, 1)} for _ in range(3)]
-    handler = make_handler({"model_state_dict": network, "optimizer_state_dict": optimizer})
-    trainer = SupervisedTrainer(
-        device=torch.device("cpu"),
-        max_epochs=max_epochs,
-        epoch_length=3,
-        train_data_loader=data,
-        network=network,
-        optimizer=optimizer,
-        loss_function=torch.nn.MSELoss(),
-        train_handlers=[handler],
-        decollate=False,
-    )
-    return trainer, network, handler
-
-
-def test_training_checkpoint_saves_and_resumes(tmp_path) -> None:
-    trainer, network, _ = _tiny_trainer(1, lambda objects: TrainingCheckpoint(tmp_path, objects, save_interval=2))
-    trainer.run()
-    assert (tmp_path / "checkpoint_final_iteration=3.pt").is_file()
-    assert (tmp_path / "checkpoint_iteration=2.pt").is_file()
-    saved = torch.load(tmp_path / "checkpoint_final_iteration=3.pt", weights_only=True)
-    assert set(saved) == {"model_state_dict", "optimizer_state_dict", "trainer"} and saved["trainer"]["iteration"] == 3
-    weights = network.weight.detach().clone()
-
-    # a truncated newest file (killed while writing) is skipped for the previous one
-    (tmp_path / "checkpoint_iteration=9.pt").write_bytes(b"garbage")
-    trainer, network, resume = _tiny_trainer(
-        2, lambda objects: TrainingCheckpoint(tmp_path, objects, save_interval=0, save_final=False)
-    )
-    seen: list[int] = []
-    trainer.add_event_handler(Events.ITERATION_STARTED, lambda engine: seen.append(engine.state.iteration))
-    trainer.run()
-    assert resume.restored_from is not None and resume.restored_from.name == "checkpoint_final_iteration=3.pt"
-    assert seen == [4, 5, 6] and trainer.state.epoch == 2
-    assert not torch.equal(network.weight, weights)
-
-    # without resume a run starts from iteration 0
-    trainer, _, off = _tiny_trainer(1, lambda objects: TrainingCheckpoint(tmp_path, objects, resume="false"))
-    trainer.run()
-    assert trainer.state.iteration == 3 and off.restored_from is None
-
-
-@pytest.mark.parametrize("decollated", [False, True])
-def test_throughput_logger_counts_tasks_not_batches(decollated: bool) -> None:
-    from types import SimpleNamespace
-
-    from pam_monai.engines import TaskThroughputLogger
-
-    logger = TaskThroughputLogger("guide_image")
-    engine = SimpleNamespace(state=SimpleNamespace(epoch=1), logger=SimpleNamespace(info=lambda message: None))
-    logger._epoch_started(engine)
-    for _ in range(3):
-        batch = {"guide_image": torch.zeros(8, 1, 4, 4)}
-        engine.state.batch = [{"guide_image": torch.zeros(1, 4, 4)}] * 8 if decollated else batch
-        logger._iteration_completed(engine)
-    logger._epoch_completed(engine)
-    assert logger.tasks == 24 and logger.history[0] > 0
-
-
-@pytest.mark.parametrize(("budget", "expected_iterations"), [(None, 9), (0, 9), (2.5, 3)])
-def test_training_time_limit_stops_after_the_budget(tmp_path, monkeypatch, budget, expected_iterations) -> None:
-    from pam_monai import engines
-    from pam_monai.engines import TrainingTimeLimit
-
-    clock = iter(range(1000))  # every reading one "second" later: the start reads 0, iteration k reads k
-    monkeypatch.setattr(engines.time, "perf_counter", lambda: float(next(clock)))
-    trainer, _, _ = _tiny_trainer(3, lambda objects: TrainingCheckpoint(tmp_path, objects, save_interval=0))
-    TrainingTimeLimit(budget).attach(trainer)
-    finished: list[int] = []
-    trainer.add_event_handler(Events.COMPLETED, lambda engine: finished.append(engine.state.iteration))
-    trainer.run()
-    assert trainer.state.iteration == expected_iterations
-    assert finished == [expected_iterations]  # COMPLETED handlers (final checkpoint, export) still run
-    assert (tmp_path / f"checkpoint_final_iteration={expected_iterations}.pt").is_file()
-
-
-@pytest.mark.parametrize("budget", ["abc", [1, 2]])
-def test_training_time_limit_refuses_a_budget_that_is_not_seconds(budget) -> None:
-    from pam_monai.engines import TrainingTimeLimit
-    from pam_monai.workflows.errors import exit_on_error
-
-    with pytest.raises(SystemExit, match="max_training_seconds must be a number of seconds"):
-        exit_on_error(TrainingTimeLimit, budget)
-
-
 def test_synthetic_hidden_boundaries_reach_the_generator() -> None:
     def first(probability: float) -> dict:
         return volume_dataset(
@@ -288,7 +182,5 @@ def test_synthetic_hidden_boundaries_reach_the_generator() -> None:
 
 @pytest.mark.parametrize("share", [-0.1, 1.5, "abc"])
 def test_synthetic_hidden_boundaries_must_be_a_probability(share) -> None:
-    from pam_monai.workflows.errors import exit_on_error
-
-    with pytest.raises(SystemExit, match="synthetic_hidden_boundaries must be a probability"):
-        exit_on_error(volume_dataset, [], None, synthetic_volumes=1, synthetic_hidden_boundaries=share)
+    with pytest.raises(TrainingSetupError, match="synthetic_hidden_boundaries must be a probability"):
+        volume_dataset([], None, synthetic_volumes=1, synthetic_hidden_boundaries=share)
