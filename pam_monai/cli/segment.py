@@ -24,7 +24,8 @@ from pam_monai.data.io import ImageError, save_label_image, write_atomic
 from pam_monai.errors import NoObjectError
 from pam_monai.networks.checkpoint import CheckpointError
 from pam_monai.predictor import PAMPredictor
-from pam_monai.prompts.core import PromptError, parse_prompt, read_mask_prompt
+from pam_monai.prompts.core import PromptError, read_mask_prompt
+from pam_monai.prompts.parse import parse_prompt
 
 __all__ = ["CasePrompt", "NoObjectError", "find_cases", "segment_case", "segment_folder"]
 

@@ -1,4 +1,4 @@
-"""User prompts: a mask on one slice, a 2D box on one slice, or a 3D box, checked against the image.
+"""User prompts: masks on slices, 2D boxes on slices, or a 3D box, checked against the image.
 
 Coordinates are voxel indices of the image array in file order. ``axis`` is the array axis normal to the prompt
 slice; the two remaining axes, in array order, are the slice's rows and columns, so for ``axis=2`` a box
@@ -7,12 +7,8 @@ slice; the two remaining axes, in array order, are the slice's rows and columns,
 
 from __future__ import annotations
 
-import json
 import os
-from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -27,14 +23,12 @@ __all__ = [
     "blank_value",
     "box3d_seed_boxes",
     "mask_prompts_from_volume",
-    "parse_prompt",
     "place_on_grid",
     "plane_axes",
     "read_mask_prompt",
     "require_contrast",
     "validate_box",
 ]
-
 
 
 def plane_axes(axis: int) -> tuple[int, int]:
@@ -202,14 +196,20 @@ def read_mask_prompt(
 
 
 def mask_prompts_from_volume(prompt: torch.Tensor | np.ndarray, axis: int) -> list[MaskPrompt]:
-    """Split a prompt label volume into one :class:`MaskPrompt` per label value.
+    """Split a prompt label volume into one :class:`MaskPrompt` per label value and marked slice.
+
+    Any number of slices may be marked, and each label on its own set of slices: every marked slice of a label is
+    a guide for that object.
 
     Args:
-        prompt: ``(X, Y, Z)`` (or ``(1, X, Y, Z)``) label image, zero except on one slice normal to ``axis``.
+        prompt: ``(X, Y, Z)`` (or ``(1, X, Y, Z)``) label image, zero except on the prompt slices normal to ``axis``.
         axis: the propagation axis.
 
+    Returns:
+        the masks, ordered by label then slice.
+
     Raises:
-        PromptError: if the prompt is empty, not 3D, or marks more than one slice.
+        PromptError: if the prompt is empty, not 3D, not finite or has negative labels.
     """
     prompt = torch.as_tensor(np.asarray(prompt) if not isinstance(prompt, torch.Tensor) else prompt)
     if prompt.ndim == 4 and prompt.shape[0] == 1:
@@ -225,14 +225,11 @@ def mask_prompts_from_volume(prompt: torch.Tensor | np.ndarray, axis: int) -> li
     marked = torch.nonzero(labels.flatten(1).any(dim=1)).flatten().tolist()
     if not marked:
         raise PromptError("the mask prompt is empty: no nonzero voxel.")
-    if len(marked) > 1:
-        raise PromptError(
-            f"the mask prompt marks {len(marked)} slices along axis {axis} ({marked[0]}..{marked[-1]}); "
-            "draw it on one slice, or pass a 3D box."
-        )
-    index = marked[0]
-    plane = labels[index]
-    return [MaskPrompt(index, plane == value, int(value)) for value in torch.unique(plane).tolist() if value > 0]
+    found = []
+    for index in marked:
+        plane = labels[index]
+        found += [MaskPrompt(index, plane == value, int(value)) for value in torch.unique(plane).tolist() if value > 0]
+    return sorted(found, key=lambda p: (p.label, p.slice_index))
 
 
 def box3d_seed_boxes(
@@ -261,58 +258,3 @@ def box3d_seed_boxes(
     for seed in seeds:
         validate_box(seed.box, seed.slice_index, volume_shape, axis)
     return seeds
-
-
-def parse_prompt(prompt: str | os.PathLike | Mapping[str, Any]) -> dict[str, Any]:
-    """Turn a bundle/CLI prompt into inferer keyword arguments.
-
-    Accepts a path to a mask-prompt image (returned as ``{"mask_prompt_path": ...}``), a path to a 3D Slicer ROI
-    markup ``*.mrk.json`` (returned as ``{"roi_path": ...}``), a path to a JSON file, a JSON string or a mapping
-    with ``box`` + ``slice`` (or ``slice_index``), or ``box3d``, and optional ``axis``,
-    e.g. ``{"box": [10, 12, 40, 50], "slice": 30, "axis": 2}``.
-    """
-    if isinstance(prompt, Mapping):
-        spec = dict(prompt)
-    else:
-        text = str(prompt).strip()
-        if text.startswith("{"):
-            try:
-                spec = json.loads(text)
-            except json.JSONDecodeError as error:
-                raise PromptError(f"the prompt is not valid JSON: {error.msg} at character {error.pos}.") from None
-        elif text.endswith(".mrk.json"):  # a 3D Slicer ROI: needs the image's grid, so LoadPromptd resolves it
-            return {"roi_path": text}
-        elif text.endswith(".json"):
-            try:
-                spec = json.loads(Path(text).read_text())
-            except FileNotFoundError:
-                raise PromptError(f"{text}: no such prompt file.") from None
-            except json.JSONDecodeError as error:
-                raise PromptError(f"{text}: not valid JSON ({error.msg}, line {error.lineno}).") from None
-        elif text:
-            if not Path(text).exists():
-                raise PromptError(f"{text}: no such prompt file.")
-            return {"mask_prompt_path": text}
-        else:
-            raise PromptError("no prompt given: pass a mask-prompt image, or a box as JSON.")
-    if not isinstance(spec, dict):
-        raise PromptError('the prompt JSON must be an object such as {"box": [i0, j0, i1, j1], "slice": k}.')
-    unknown = set(spec) - {"box", "slice", "slice_index", "box3d", "axis", "label", "mask"}
-    if unknown:
-        raise PromptError(f"unknown prompt fields {sorted(unknown)}; use box + slice, box3d, mask and axis.")
-    out: dict[str, Any] = {"axis": int(spec.get("axis", 2))}
-    if "mask" in spec:
-        out["mask_prompt_path"] = str(spec["mask"])
-    if "box" in spec:
-        out["box"] = tuple(int(v) for v in spec["box"])
-        index = spec.get("slice", spec.get("slice_index"))
-        if index is None:
-            raise PromptError('a box prompt needs its slice: {"box": [...], "slice": k}.')
-        out["slice_index"] = int(index)
-    if "box3d" in spec:
-        out["box3d"] = tuple(int(v) for v in spec["box3d"])
-    if "label" in spec:
-        out["label"] = int(spec["label"])
-    if sum(k in out for k in ("mask_prompt_path", "box", "box3d")) != 1:
-        raise PromptError("give exactly one of mask, box (with slice) or box3d in the prompt.")
-    return out

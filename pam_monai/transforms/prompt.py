@@ -10,7 +10,8 @@ from monai.config import KeysCollection
 from monai.transforms import MapTransform
 
 from pam_monai.errors import PromptError
-from pam_monai.prompts.core import parse_prompt, read_mask_prompt
+from pam_monai.prompts.core import read_mask_prompt
+from pam_monai.prompts.parse import parse_prompt
 from pam_monai.prompts.slicer_roi import read_slicer_roi, roi_prompt
 
 __all__ = ["LoadPromptd"]

@@ -27,11 +27,25 @@ def test_mask_prompt_splits_labels_on_one_slice(axis: int) -> None:
     assert int(prompts[1].mask.sum()) == 10
 
 
+def test_mask_prompt_on_several_slices_per_label() -> None:
+    volume = np.zeros((20, 22, 24), dtype=np.int16)
+    volume[2:5, 2:5, 3] = 1
+    volume[2:6, 2:5, 9] = 1
+    volume[10:12, 10:15, 9] = 2
+    volume[10:13, 10:15, 15] = 2
+    prompts = mask_prompts_from_volume(volume, 2)
+    assert [(p.label, p.slice_index, int(p.mask.sum())) for p in prompts] == [
+        (1, 3, 9),
+        (1, 9, 12),
+        (2, 9, 10),
+        (2, 15, 15),
+    ]
+
+
 @pytest.mark.parametrize(
     "make,message",
     [
         (lambda v: v, "empty"),
-        (lambda v: v.__setitem__((slice(None), slice(None), slice(3, 5)), 1) or v, "2 slices"),
         (lambda v: v.__setitem__((0, 0, 0), -1) or v, "negative"),
         (lambda v: v[0], "3D"),
     ],

@@ -82,7 +82,8 @@ def prepare_prompt(cli_value: str | None, input_path: Path) -> PreparedPrompt:
         PromptError: no prompt, invalid JSON, unknown fields, or a mask prompt that is empty / on several slices.
     """
     from pam_monai.data.io import load_image
-    from pam_monai.prompts.core import PromptError, mask_prompts_from_volume, parse_prompt
+    from pam_monai.prompts.core import PromptError, mask_prompts_from_volume
+    from pam_monai.prompts.parse import parse_prompt
 
     input_dir = input_path if input_path.is_dir() else input_path.parent
     if cli_value:
