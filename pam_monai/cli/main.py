@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
-from collections.abc import Sequence
+import time
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
-from pam_monai.errors import UsageError
+from pam_monai.errors import CheckpointError, ImageReadError, PromptError, UsageError
+
+STARTED = time.perf_counter()
+"""When this module was imported: start-up time in reports counts from here (the heavy imports come later)."""
 
 __all__ = ["main"]
 
@@ -17,7 +24,6 @@ __all__ = ["main"]
 WALKER_WEIGHT = 0.7
 WALKER_WEIGHT_BOX = 0.8
 WALKER_BETA = 2000.0
-
 
 
 def available_cores() -> int:
@@ -96,7 +102,29 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
         sub.add_argument("--no-progress", action="store_true", help="hide the progress bar")
         _threads_option(sub)
+    for sub in (segment, folder, convert, set2d, large):
+        sub.add_argument(
+            "-v", "--verbose", action="store_true", help="also show other libraries' warnings and log messages"
+        )
     return parser
+
+
+@contextmanager
+def third_party_output(verbose: bool) -> Iterator[None]:
+    """Hide other libraries' warnings and log records below ERROR for the duration of a command (the CLI prints
+    only its own progress and result lines) unless ``verbose``; the previous state is restored afterwards, so
+    ``main`` can run inside a larger program and library users keep every warning."""
+    with warnings.catch_warnings():
+        if verbose:
+            yield
+            return
+        warnings.simplefilter("ignore")
+        previous = logging.root.manager.disable
+        logging.disable(logging.WARNING)
+        try:
+            yield
+        finally:
+            logging.disable(previous)
 
 
 def _inference_options(parser: argparse.ArgumentParser) -> None:
@@ -174,7 +202,9 @@ def _segment(args: argparse.Namespace) -> dict:
     output = Path(args.output)
     if not (output.name.endswith(".nii") or output.name.endswith(".nii.gz")):
         raise UsageError(f"{output}: the output must be a NIfTI file (.nii or .nii.gz).")
-    return segment_case(_predictor(args), args.image, prompt, output, args.report, args.preview)
+    predictor = _predictor(args)
+    startup = time.perf_counter() - STARTED
+    return segment_case(predictor, args.image, prompt, output, args.report, args.preview, startup_seconds=startup)
 
 
 def _segment_folder(args: argparse.Namespace) -> dict:
@@ -254,14 +284,30 @@ def _propagate_large(args: argparse.Namespace) -> dict:
 _COMMANDS = {"propagate-2d": _propagate_2d, "propagate-large": _propagate_large, "segment-folder": _segment_folder}
 
 
+def result_lines(summary: dict) -> list[str]:
+    """The lines ``pam-monai segment`` ends with: per object its volume and extent, then where it went and how long
+    each stage took."""
+    lines = []
+    for obj in summary["objects"]:
+        extent = obj.get("extent")
+        span = f", {extent['slices']} slices = {extent['mm']} mm along axis {summary['axis']}" if extent else ""
+        lines.append(f"label {obj['label']}: {obj['volume_ml']} ml ({obj['voxels']} voxels){span}")
+    seconds = summary["seconds"]
+    stages = ", ".join(f"{k} {v:.1f}" for k, v in seconds.items() if k not in ("total", "wall"))
+    total = seconds.get("wall", seconds.get("total", 0.0))
+    lines.append(f"wrote {summary['output']} in {total:.1f} s ({stages})")
+    return lines
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (0 ok, 1 failed, 2 bad usage or input)."""
     args = _parser().parse_args(argv)
-    import torch
+    with third_party_output(args.verbose):
+        return _run(args)
 
-    from pam_monai.data.io import ImageReadError
-    from pam_monai.networks.checkpoint import CheckpointError
-    from pam_monai.prompts.core import PromptError
+
+def _run(args: argparse.Namespace) -> int:
+    import torch
 
     threads_before = torch.get_num_threads()
     try:
@@ -286,8 +332,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command in _COMMANDS:
         print(summary["message"])
     elif args.command == "segment":
-        for obj in summary["objects"]:
-            print(f"label {obj['label']}: {obj['voxels']} voxels, {obj['volume_ml']} ml -> {summary['output']}")
+        for line in result_lines(summary):
+            print(line)
     else:
         print(f"wrote {summary['output']}")
     return 0

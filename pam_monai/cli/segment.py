@@ -27,13 +27,12 @@ from pam_monai.predictor import PAMPredictor
 from pam_monai.prompts.core import PromptError, read_mask_prompt
 from pam_monai.prompts.parse import parse_prompt
 
-__all__ = ["CasePrompt", "NoObjectError", "find_cases", "segment_case", "segment_folder"]
+__all__ = ["CasePrompt", "NoObjectError", "add_extents", "find_cases", "segment_case", "segment_folder"]
 
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd")
 """Image files a folder may hold; a subfolder is read as a DICOM series."""
 
 PROMPT_SUFFIXES = (".mrk.json", ".json", *IMAGE_SUFFIXES)
-
 
 
 @dataclass(frozen=True)
@@ -74,13 +73,20 @@ def segment_case(
     output: str | os.PathLike,
     report: str | os.PathLike | None = None,
     preview: str | os.PathLike | None = None,
+    *,
+    startup_seconds: float | None = None,
 ) -> dict[str, Any]:
     """Segment ``image`` from ``prompt``; write the label image (NIfTI on the image's grid), the JSON report and the
     PNG preview when asked, each atomically.
 
+    Args:
+        startup_seconds: time spent before this call (imports, loading the networks), reported as the ``startup``
+            stage and counted in ``wall``.
+
     Returns:
-        the report: per object voxels, volume in ml and slices covered; the prompt as resolved on the image grid;
-        rounds, predictions and seconds per stage.
+        the report: per object voxels, volume in ml, slices covered and extent along the axis (slices and mm); the
+        prompt as resolved on the image grid; rounds, predictions and seconds per stage (``startup`` when given,
+        ``read`` ... ``write``, ``total`` from reading to writing, ``wall`` = startup + total).
 
     Raises:
         NoObjectError: when nothing was found (nothing is written).
@@ -119,10 +125,28 @@ def segment_case(
         save_preview(volume.numpy(), result.labels.numpy(), result.axis, prompt_slices, preview)
     summary["seconds"]["write"] = round(time.perf_counter() - write_start, 4)
     summary["seconds"]["total"] = round(time.perf_counter() - started, 4)
+    if startup_seconds is not None:
+        total = summary["seconds"]["total"]
+        summary["seconds"] = {"startup": round(startup_seconds, 4), **summary["seconds"]}
+        summary["seconds"]["wall"] = round(startup_seconds + total, 4)
+    add_extents(summary)
     summary["output"] = str(output)
     if report:
         write_atomic(report, lambda temporary: temporary.write_text(json.dumps(summary, indent=2)))
     return summary
+
+
+def add_extents(summary: dict[str, Any]) -> None:
+    """Give every object of a report its extent along the report's axis: ``{"slices": n, "mm": n * spacing}``
+    (first to last covered slice inclusive), ``None`` for an empty object."""
+    spacing = float(summary["spacing_mm"][summary["axis"]])
+    for obj in summary["objects"]:
+        covered = obj.get("slices_covered")
+        if not covered:
+            obj["extent"] = None
+            continue
+        slices = int(covered["last"]) - int(covered["first"]) + 1
+        obj["extent"] = {"slices": slices, "mm": round(slices * spacing, 2)}
 
 
 def _case_name(path: Path) -> str | None:
