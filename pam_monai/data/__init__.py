@@ -1,6 +1,6 @@
 """Data utilities for PAM: procedural synthetic training volumes.
 
-Names are imported lazily (PEP 562) so that ``python -m pam_monai.data.synthetic`` runs without a double import.
+Names are imported lazily (PEP 562): importing the package loads no generator code.
 """
 
 from __future__ import annotations

@@ -264,12 +264,13 @@ def test_module_entry_point(tmp_path):
 
 
 def test_horn_tapers_to_a_thin_tip():
-    from pam_monai.data.synthetic import _Grid, _shape_horn
+    from pam_monai.data.synthetic.grid import Grid
+    from pam_monai.data.synthetic.shapes import shape_horn
 
-    grid = _Grid((80, 80, 80), (1.0, 1.0, 1.0))
+    grid = Grid((80, 80, 80), (1.0, 1.0, 1.0))
     tapered = 0
     for seed in range(10):
-        result = _shape_horn(np.random.default_rng(seed), grid, np.array([40.0, 40.0, 40.0]), 18.0, 2.0)
+        result = shape_horn(np.random.default_rng(seed), grid, np.array([40.0, 40.0, 40.0]), 18.0, 2.0)
         assert result is not None
         _, mask = result
         assert mask.any() and ndimage.label(mask)[1] == 1  # one connected object
@@ -280,7 +281,7 @@ def test_horn_tapers_to_a_thin_tip():
 
 
 def test_clean_volumes_are_smooth_and_nearly_noise_free(monkeypatch):
-    from pam_monai.data import synthetic
+    from pam_monai.data.synthetic import volume as synthetic
 
     def high_frequency(vol: SyntheticVolume) -> float:
         """Median absolute slice-to-slice difference inside the largest object, relative to its contrast."""
@@ -335,3 +336,19 @@ def test_hidden_boundaries_change_the_look_not_the_labels():
 def test_hidden_boundaries_must_be_a_probability(probability):
     with pytest.raises(ValueError, match="hidden_boundaries"):
         generate_volume(0, SMALL, hidden_boundaries=probability)
+
+
+def test_every_shape_is_drawn_and_seeded() -> None:
+    """Each shape of the generator draws a non-empty mask inside the grid, the same one for the same seed."""
+    from pam_monai.data.synthetic.grid import Grid
+    from pam_monai.data.synthetic.shapes import SHAPE_FUNCS, SHAPE_WEIGHTS, SHAPES
+
+    assert set(SHAPES) == set(SHAPE_FUNCS) and len(SHAPE_WEIGHTS) == len(SHAPES)
+    grid = Grid((48, 48, 32), (1.0, 1.0, 2.0))
+    centre = grid.extent / 2
+    for kind in SHAPES:
+        first = SHAPE_FUNCS[kind](np.random.default_rng(3), grid, centre, 10.0, 2.5)
+        again = SHAPE_FUNCS[kind](np.random.default_rng(3), grid, centre, 10.0, 2.5)
+        assert first is not None and first[1].any(), kind
+        assert first[0] == again[0] and np.array_equal(first[1], again[1]), kind
+        assert first[1].shape == tuple(s.stop - s.start for s in first[0]), kind
