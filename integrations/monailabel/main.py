@@ -1,4 +1,4 @@
-"""MONAI Label app serving PAM: one 2D prompt (box, clicks or a painted slice) -> a full 3D segmentation.
+"""MONAI Label app serving PAM: a box, clicks or painted slices -> a full 3D segmentation, corrected by clicks.
 
 Start it with::
 
@@ -12,7 +12,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+import pathlib
+import shutil
 import sys
+import tempfile
 from typing import Any
 
 try:
@@ -26,7 +29,7 @@ import_monailabel_without_torchvision()
 
 from fastapi import HTTPException  # noqa: E402
 from lib.configs.pam import PAMConfig  # noqa: E402
-from lib.infers.pam import PAMRequestError  # noqa: E402
+from lib.infers.pam import UPLOADED_LABEL_KEY, PAMRequestError  # noqa: E402
 from monailabel.interfaces.app import MONAILabelApp  # noqa: E402
 from monailabel.interfaces.config import TaskConfig  # noqa: E402
 from monailabel.interfaces.tasks.infer_v2 import InferTask  # noqa: E402
@@ -68,6 +71,60 @@ def _install_json_error_handler() -> None:
     fastapi_app.middleware_stack = None
 
 
+def _take_label_uploads() -> None:
+    """Save a label uploaded with an infer request ourselves, under a key no client can set.
+
+    MONAI Label's endpoint stores an uploaded label's path in ``request["label"]`` and then merges the ``params``
+    JSON over it, where 3D Slicer puts the segment *name* (and any client could put a server path). The wrapper
+    writes the upload to a temporary file of its own, passes its path as ``pam_uploaded_label`` (a value a client
+    sent under that key is dropped) and leaves ``label`` to the parameters: the app opens only that file.
+    """
+    try:
+        from monailabel.endpoints import infer as endpoint
+    except ImportError:  # not inside a server
+        return
+    original = endpoint.run_inference
+    if getattr(original, "pam_takes_label_uploads", False):
+        return
+
+    def run_inference(
+        background_tasks: Any,
+        model: str,
+        image: str = "",
+        session_id: str = "",
+        params: str = "{}",
+        file: Any = None,
+        label: Any = None,
+        output: Any = None,
+    ) -> Any:
+        try:
+            parsed = json.loads(params) if params else {}
+        except json.JSONDecodeError:
+            parsed = None  # the endpoint raises it again: answered 400 by the handler above
+        if isinstance(parsed, dict):
+            parsed.pop(UPLOADED_LABEL_KEY, None)
+            if label is not None:
+                suffix = "".join(pathlib.Path(label.filename or "label.nii.gz").suffixes) or ".nii.gz"
+                handle, path = tempfile.mkstemp(suffix=suffix, prefix="pam_label_")
+                with os.fdopen(handle, "wb") as out:
+                    shutil.copyfileobj(label.file, out)
+                background_tasks.add_task(_remove, path)
+                parsed[UPLOADED_LABEL_KEY] = path
+                label = None
+            params = json.dumps(parsed)
+        return original(background_tasks, model, image, session_id, params, file, label, output)
+
+    run_inference.pam_takes_label_uploads = True  # type: ignore[attr-defined]
+    endpoint.run_inference = run_inference
+
+
+def _remove(path: str) -> None:
+    try:
+        os.remove(path)
+    except OSError:
+        pass
+
+
 class PAMApp(MONAILabelApp):
     def __init__(self, app_dir: str, studies: str, conf: dict[str, str]) -> None:
         self.model_dir = os.path.join(app_dir, "model")
@@ -81,10 +138,11 @@ class PAMApp(MONAILabelApp):
             studies=studies,
             conf=conf,
             name="PAM - propagate one 2D prompt to a 3D segmentation",
-            description="Box (roi), clicks or a painted slice on one slice; PAM propagates it through the volume.",
+            description="Box (roi), clicks or painted slices; PAM propagates them through the volume, clicks correct.",
             version="0.1.0",
         )
         _install_json_error_handler()
+        _take_label_uploads()
 
     def init_infers(self) -> dict[str, InferTask]:
         return {name: config.infer() for name, config in self.models.items()}  # type: ignore[misc]

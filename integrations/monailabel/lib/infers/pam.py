@@ -2,7 +2,8 @@
 
 The task reads the bundle's ``configs/inference.json`` (its ``preprocessing`` and its ``inferer``, a
 :class:`~pam_monai.inferers.PropagationInferer`) and its ``metadata.json``; the prompt, which the bundle reads from
-a file, comes from the MONAI Label request instead (see :mod:`lib.prompts`). The weights are the newest of
+a file, comes from the MONAI Label request instead (:mod:`pam_monai.prompts.request`, sessions in
+:mod:`lib.sessions`). The weights are the newest of
 ``<model_dir>/model.pt`` (written by training through MONAI Label) and the bundle's ``models/model.pt``; Box2Mask
 weights likewise (``box2mask.pt``). Networks are built with
 :func:`~pam_monai.networks.build_network_from_checkpoint`, so weights of either width (``paper`` or ``light``) and
@@ -34,30 +35,34 @@ from monailabel.tasks.infer.basic_infer import BasicInferTask  # noqa: E402
 from monailabel.tasks.infer.bundle import BundleConstants, BundleInferTask  # noqa: E402
 from monailabel.utils.others.generic import device_list, file_ext  # noqa: E402
 
-from lib.prompts import PreparedPrompt, PromptRequestError, prepare_prompt  # noqa: E402
+from lib.sessions import ClickSessions, SessionOutcome  # noqa: E402
 from pam_monai.data.io import save_label_image, voxel_volume_ml  # noqa: E402
 from pam_monai.errors import PromptError  # noqa: E402
 from pam_monai.networks.checkpoint import CheckpointError, build_network_from_checkpoint  # noqa: E402
+from pam_monai.prompts.core import read_mask_prompt  # noqa: E402
+from pam_monai.prompts.request import RequestPrompt, read_request  # noqa: E402
 from pam_monai.transforms.prompt import LoadPromptd  # noqa: E402
 from pam_monai.workflows import SavePropagationResultsd  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["PAMInferTask", "PAMRequestError", "WEIGHT_FILES"]
+__all__ = ["PAMInferTask", "PAMRequestError", "UPLOADED_LABEL_KEY", "WEIGHT_FILES"]
+
+UPLOADED_LABEL_KEY = "pam_uploaded_label"
+"""Request key holding the path of the label file uploaded with the request. The app's endpoint wrapper (main.py)
+sets it, after removing any value a client sent; nothing else in a request is ever opened as a file."""
 
 WEIGHT_FILES = {"propmask": "model.pt", "box2mask": "box2mask.pt"}
 PROMPT_TYPES = {
-    "roi": "[x0, y0, x1, y1, z0, z1] inclusive voxel indices (as MONAI Label's SAM2 app receives it): a box on a "
-    "slice when flat along the axis (z0 == z1 for axis 2), else a 3D box",
-    "foreground": "[[x, y, z], ...] clicks inside the object: region growing on the slice of the latest click gives "
-    "the mask prompt (with a roi: grown inside the box)",
-    "background": "[[x, y, z], ...] clicks outside the object: pixels nearer to one than to every foreground click "
-    "are cut from the prompt mask",
-    "label": "multipart file: a label image on the image grid painted on one slice (values 1..N = N objects); "
-    "'slice' picks one slice of a label that marks several",
-    "axis": "array axis normal to the prompt slice: 0, 1 or 2 (default 2)",
+    "roi": "[i0, i1, j0, j1, k0, k1] as 3D Slicer's ROI tool sends it (a min/max voxel pair per axis, either order): "
+    "one slice thin along an axis = a box on that slice along that axis, else a 3D box; [] = none",
+    "foreground": "[[i, j, k], ...] clicks inside the object (3D Slicer re-sends them all): the slice of the first "
+    "one is grown into the first mask (unless roi or label is given); every other clicked slice is a correction",
+    "background": "[[i, j, k], ...] clicks outside the object: they correct the result on their slice",
+    "label": "multipart file: a label image on the image grid, painted on any slices (values 1..N = N objects; with "
+    "label_info, the segment named by selected_label_name); a 'label' parameter is a segment name, never a path",
+    "axis": "array axis normal to the prompt slices: 0, 1 or 2 (default 2; a flat roi brings its own)",
     "thickness_mm": "neighbourhood predicted per round on each side (default 20)",
-    "click_mode": "'grow' (default): the grown region is the mask prompt; 'box': its bounding box goes to Box2Mask",
 }
 
 
@@ -127,7 +132,6 @@ class PAMInferTask(BundleInferTask):
             config={
                 "axis": [2, 0, 1],
                 "thickness_mm": float(self.bundle_config.get("thickness_mm", 20.0)),
-                "click_mode": ["grow", "box"],
             },
             preload=False,
         )
@@ -138,6 +142,7 @@ class PAMInferTask(BundleInferTask):
         self._slots = threading.BoundedSemaphore(max(1, int(concurrency)))
         self._nets: dict[tuple[str, str], tuple[tuple[str, int], torch.nn.Module]] = {}
         self._cached: dict[str, Any] = {}
+        self._sessions = ClickSessions()
         self.valid = True
         if str(conf.get("preload", "false")).lower() in ("1", "true", "yes"):
             for kind in WEIGHT_FILES:
@@ -226,50 +231,67 @@ class PAMInferTask(BundleInferTask):
             raise PAMRequestError(422, f"PAM needs a 3D single-channel image, got shape {tuple(image.shape)}.")
         volume = array.cpu().numpy()
         try:
-            prompt = prepare_prompt(data, volume)
-        except (PromptRequestError, PromptError) as error:
+            prompt = read_request(data, volume.shape, uploaded_label=self._uploaded_label(data, image))
+        except PromptError as error:
             raise PAMRequestError(400, str(error)) from None
-        needs_box2mask = any(k in prompt.kwargs for k in ("box", "box3d"))
-        propmask = self._network("propmask", device)
-        box2mask = self._network("box2mask", device) if needs_box2mask else None
         inferer = self.inferer(data)
         thickness = _number(data.get("thickness_mm"), None)
+        stats: dict[str, Any] = {"rounds": 0, "slices_predicted": 0, "propagations": 0, "seconds": {}}
+
+        def propagate(kwargs: dict[str, Any]) -> tuple[np.ndarray, dict[int, list[int]]]:
+            propmask = self._network("propmask", device)
+            needs_box2mask = any(k in kwargs for k in ("box", "box3d"))
+            box2mask = self._network("box2mask", device) if needs_box2mask else None
+            result = inferer.propagate(image, propmask, box2mask, thickness_mm=thickness, **kwargs)
+            stats["rounds"] += result.rounds
+            stats["slices_predicted"] += result.slices_predicted
+            stats["propagations"] += 1
+            for key, value in result.seconds.items():
+                stats["seconds"][key] = stats["seconds"].get(key, 0.0) + value
+            return result.labels.cpu().numpy(), {int(k): list(v) for k, v in result.prompt_slices.items()}
 
         with self._slots:
             waited = time.perf_counter() - started
-            if prompt.box2mask is not None:
-                self._refine_box(prompt, inferer, box2mask, volume.shape, device)
             try:
-                result = inferer.propagate(image, propmask, box2mask, thickness_mm=thickness, **prompt.kwargs)
+                outcome = self._sessions.run(prompt, data.get("image_path") or "", volume, propagate)
             except PromptError as error:
                 raise PAMRequestError(400, str(error)) from None
             except ValueError as error:  # an image PAM cannot use (NaN intensities, a flat volume, ...)
                 raise PAMRequestError(422, str(error)) from None
 
-        labels = result.labels.to(torch.int16)
+        labels = torch.as_tensor(outcome.labels).to(torch.int16)
         data[self.output_label_key] = MetaTensor(labels[None], meta=dict(image.meta))
-        data[self.output_json_key] = self._report(result, image, prompt, waited, time.perf_counter() - started)
+        data[self.output_json_key] = self._report(outcome, stats, image, prompt, waited, time.perf_counter() - started)
         return data
 
-    def _refine_box(
-        self, prompt: PreparedPrompt, inferer: Any, box2mask: Any, shape: tuple[int, ...], device: str
-    ) -> None:
-        plane, box = prompt.box2mask  # type: ignore[misc]
-        mask = inferer.box2mask_inferer(torch.as_tensor(plane, dtype=torch.float32, device=device), box2mask, box=box)
+    def _uploaded_label(self, data: dict[str, Any], image: MetaTensor) -> np.ndarray | None:
+        """The label image uploaded with this request (never a path named in the request's parameters)."""
+        path = data.get(UPLOADED_LABEL_KEY)
+        if not isinstance(path, str) or not path:
+            return None
         try:
-            prompt.refine(mask.cpu().numpy(), shape)  # type: ignore[arg-type]
-        except (PromptRequestError, PromptError) as error:
-            raise PAMRequestError(400, str(error)) from None
+            label = read_mask_prompt(path, tuple(int(s) for s in image.shape[-3:]), np.asarray(image.affine))
+        except PromptError:
+            raise
+        except Exception as error:  # readers raise many types; the user needs the reason on one line
+            raise PromptError(f"cannot read the uploaded label image ({' '.join(str(error).split())[:200]}).") from None
+        return np.asarray(label)
 
     def _report(
-        self, result: Any, image: MetaTensor, prompt: PreparedPrompt, waited: float, seconds: float
+        self,
+        outcome: SessionOutcome,
+        stats: dict[str, Any],
+        image: MetaTensor,
+        prompt: RequestPrompt,
+        waited: float,
+        seconds: float,
     ) -> dict[str, Any]:
-        labels = result.labels.numpy()
+        labels = np.asarray(outcome.labels)
         voxel_ml = voxel_volume_ml(image.affine)
-        axis = int(prompt.kwargs.get("axis", 2))
-        others = tuple(a for a in range(3) if a != axis)
+        others = tuple(a for a in range(3) if a != prompt.axis)
         objects = []
-        for value in sorted(result.prompt_slices):
+        values = sorted(set(outcome.prompt_slices) | {int(v) for v in np.unique(labels) if v > 0})
+        for value in values:
             voxels = int((labels == value).sum())
             covered = np.nonzero((labels == value).any(axis=others))[0]
             objects.append(
@@ -278,21 +300,23 @@ class PAMInferTask(BundleInferTask):
                     "name": self.label_name if value == 1 else f"{self.label_name}_{value}",
                     "voxels": voxels,
                     "volume_ml": round(voxels * voxel_ml, 4),
-                    "prompt_slices": [int(s) for s in result.prompt_slices[value]],
+                    "prompt_slices": [int(s) for s in outcome.prompt_slices.get(value, [])],
                     "slices": [int(covered[0]), int(covered[-1])] if len(covered) else None,
                 }
             )
         return {
             "model": "pam",
             "prompt": prompt.description,
+            "session": outcome.info,
             "objects": objects,
             "label_name": objects[0]["name"] if objects else self.label_name,
             "volume_ml": round(sum(o["volume_ml"] for o in objects), 4),
             "image_shape": [int(s) for s in labels.shape],
-            "rounds": result.rounds,
-            "slices_predicted": result.slices_predicted,
+            "rounds": stats["rounds"],
+            "slices_predicted": stats["slices_predicted"],
+            "propagations": stats["propagations"],
             "timing": {
-                **{k: round(v, 4) for k, v in result.seconds.items()},
+                **{k: round(v, 4) for k, v in stats["seconds"].items()},
                 "queued": round(waited, 4),
                 "total": round(seconds, 4),
             },
