@@ -238,8 +238,13 @@ def main(argv: list[str] | None = None) -> int:
         input_path, output = Path(app_context.input_path), Path(app_context.output_path)
         if not input_path.exists():
             raise PAMInputError(f"{input_path}: no such input file or folder (pass -i or set HOLOSCAN_INPUT_PATH).")
+        if input_path.is_dir() and not any(p.is_file() for p in input_path.rglob("*")):
+            raise PAMInputError(
+                f"{input_path}: the input folder is empty; put the DICOM series (or a NIfTI image) and "
+                "prompt.json in it."
+            )
         prompt = prepare_prompt(prompt_value, input_path)
-        kind, source = find_input(input_path, {prompt.mask_path} if prompt.mask_path else set())
+        kind, source = find_input(input_path, set(prompt.files))
         # the SDK defaults the model path to "models"; only a path given with -m or HOLOSCAN_MODEL_PATH is binding
         given = app_context.args.get("model") or os.environ.get("HOLOSCAN_MODEL_PATH")
         models = resolve_models(given, [APP_DIR / "bundle", APP_DIR.parents[1] / "bundle"])

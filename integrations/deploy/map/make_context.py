@@ -208,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"staged the application in {context / 'app'}")
         return 0
     if args.models is None or not (args.models / "model.pt").is_file():
-        print(f"make_context: no model.pt in {args.models}: a MAP needs PropMask (and Box2Mask) weights", file=sys.stderr)
+        print(f"make_context: no model.pt in {args.models}: a MAP needs the PAM weights.", file=sys.stderr)
         return 2
     name = args.models.resolve().name
     models = context / "models" / name

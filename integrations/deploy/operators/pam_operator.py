@@ -1,4 +1,4 @@
-"""The PAM operator: one prompt (a box on a slice, a 3D box or a mask on one slice) -> a 3D segmentation.
+"""The PAM operator: a prompt (boxes, a 3D box, a mask on one or several slices) -> a 3D segmentation.
 
 The networks come from the MONAI bundle: ``configs/inference.json`` is read with ``monai.bundle.ConfigParser``
 (``network`` / ``box2mask_network`` = ``network_def`` / ``box2mask_def`` with ``ckpt_path`` /
@@ -11,10 +11,8 @@ so that a bad prompt or missing weights stop the app before any image is read.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,91 +37,111 @@ BOX2MASK_FILE = "box2mask.pt"
 
 @dataclass
 class PreparedPrompt:
-    """A checked prompt: ``args`` for ``PAMPredictor.segment`` (without the mask), the mask prompt if any."""
+    """A prompt checked by the shared parser (:func:`pam_monai.prompts.parse.parse_prompt`) before any image is read.
 
-    spec: dict[str, Any]
+    ``args`` are the parser's keywords with the files they name (``mask_prompt_path``, ``previous_path``) made
+    absolute; :func:`pam_monai.prompts.parse.load_prompt_files` reads those onto the image's grid once the image is
+    known. ``labels`` are the objects the result will hold (one DICOM SEG segment each).
+    """
+
     args: dict[str, Any]
     origin: str
-    mask: Any = None  # MetaTensor (X, Y, Z) of a mask prompt, on the image grid
-    mask_path: Path | None = None
     labels: list[int] = field(default_factory=list)
 
     @property
     def axis(self) -> int:
         return int(self.args.get("axis", 2))
 
+    @property
+    def files(self) -> list[Path]:
+        """The image files the prompt names (a mask prompt, a previous result)."""
+        return [Path(self.args[key]) for key in PROMPT_FILE_KEYS if key in self.args]
 
-def _read_prompt_text(value: str, base: Path) -> tuple[dict[str, Any], Path, str]:
-    """``(spec, folder that relative paths start from, where it came from)`` for JSON text or a JSON file path."""
-    from pam_monai.prompts.core import PromptError
+    def summary(self) -> dict[str, Any]:
+        """The prompt as the report shows it (JSON types)."""
 
-    text = value.strip()
-    if text.startswith("{"):
-        try:
-            return json.loads(text), base, "inline JSON"
-        except json.JSONDecodeError as error:
-            raise PromptError(f"the prompt is not valid JSON: {error.msg} at character {error.pos}.") from None
-    path = Path(text).expanduser()
-    if not path.is_file():
-        raise PromptError(f"{path}: no such prompt file.")
-    try:
-        return json.loads(path.read_text()), path.resolve().parent, str(path)
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise PromptError(f"{path}: not valid JSON ({error}).") from None
+        def plain(value: Any) -> Any:
+            if isinstance(value, (tuple, list)):
+                return [plain(v) for v in value]
+            return value if isinstance(value, (int, float, str, bool)) or value is None else str(value)
+
+        return {"source": self.origin, **{key: plain(value) for key, value in self.args.items()}}
+
+
+#: the prompt's keywords that name image files, relative to the prompt file's folder (inline JSON: the input folder)
+PROMPT_FILE_KEYS = ("mask_prompt_path", "previous_path")
+
+
+def _label_values(path: Path) -> set[int]:
+    from pam_monai.data.io import load_image
+
+    values = np.unique(np.asarray(load_image(path).as_tensor()).round().astype(np.int64))
+    return {int(v) for v in values if v > 0}
 
 
 def prepare_prompt(cli_value: str | None, input_path: Path) -> PreparedPrompt:
-    """Find and check the prompt: ``--prompt`` (JSON text or file), else ``$PAM_PROMPT``, else ``INPUT/prompt.json``.
+    """Find the prompt and check it with the shared parser: ``--prompt`` (JSON text or a file), else ``$PAM_PROMPT``,
+    else ``INPUT/prompt.json``.
 
-    A mask prompt ``{"mask": "mask.nii.gz"}`` names a label image on the image grid; a relative path starts from
-    the prompt file's folder (inline JSON: the input folder, then the current folder).
+    Every prompt form of :func:`pam_monai.prompts.parse.parse_prompt` is accepted: a mask on any number of slices,
+    a box on one slice or on several (``boxes``), a 3D box, and corrections (``clicks``, ``previous``) as far as
+    :meth:`pam_monai.predictor.PAMPredictor.segment` takes them. Files the prompt names are looked up from the
+    prompt file's folder (inline JSON: the input folder), then the current folder.
 
     Raises:
-        PromptError: no prompt, invalid JSON, unknown fields, or a mask prompt that is empty / on several slices.
+        PromptError: no prompt, invalid JSON, unknown fields, a missing file, or a prompt the predictor cannot take.
     """
-    from pam_monai.data.io import load_image
-    from pam_monai.prompts.core import PromptError, mask_prompts_from_volume
+    import inspect
+
+    from pam_monai.predictor import PAMPredictor
+    from pam_monai.prompts.core import PromptError
     from pam_monai.prompts.parse import parse_prompt
 
     input_dir = input_path if input_path.is_dir() else input_path.parent
-    if cli_value:
-        spec, base, origin = _read_prompt_text(cli_value, input_dir)
+    if cli_value and cli_value.strip():
+        value, origin = cli_value.strip(), None
     elif os.environ.get("PAM_PROMPT", "").strip():
-        spec, base, origin = _read_prompt_text(os.environ["PAM_PROMPT"], input_dir)
-        origin = f"PAM_PROMPT ({origin})"
+        value, origin = os.environ["PAM_PROMPT"].strip(), "PAM_PROMPT"
     elif input_path.is_dir() and (input_path / PROMPT_FILE).is_file():
-        spec, base, origin = _read_prompt_text(str(input_path / PROMPT_FILE), input_dir)
+        value, origin = str(input_path / PROMPT_FILE), None
     else:
         raise PromptError(
             f"no prompt: pass --prompt PROMPT.json (or JSON text), set PAM_PROMPT, or put {PROMPT_FILE} in the "
             'input folder, e.g. {"box": [i0, j0, i1, j1], "slice": k, "axis": 2}.'
         )
-    if not isinstance(spec, Mapping):
-        raise PromptError('the prompt JSON must be an object such as {"box": [i0, j0, i1, j1], "slice": k}.')
-    try:
-        args = parse_prompt(dict(spec))
-    except (TypeError, ValueError) as error:
-        if isinstance(error, PromptError):
-            raise
-        raise PromptError(f"the prompt's values must be integers: {error}.") from None
-    prepared = PreparedPrompt(spec=dict(spec), args=args, origin=origin)
-    mask_name = args.pop("mask_prompt_path", None)
-    if mask_name is not None:
-        candidates = [Path(mask_name)] if Path(mask_name).is_absolute() else [base / mask_name, Path(mask_name)]
-        mask_path = next((p for p in candidates if p.is_file()), None)
-        if mask_path is None:
-            raise PromptError(f"mask prompt {mask_name}: no such file (looked in {base}).")
-        mask = load_image(mask_path)
-        if mask.ndim == 4 and mask.shape[0] == 1:
-            mask = mask[0]
-        prompts = mask_prompts_from_volume(mask.as_tensor(), prepared.axis)  # empty / several slices -> PromptError
-        prepared.mask, prepared.mask_path = mask, mask_path.resolve()
-        prepared.labels = sorted({p.label for p in prompts})
-    else:
-        prepared.labels = [int(args.get("label", 1))]
-    if any(v < 1 or v > 255 for v in prepared.labels):
-        raise PromptError(f"object labels must be 1..255, got {prepared.labels}.")
-    return prepared
+    inline = value.startswith("{")
+    if not inline and not Path(value).expanduser().exists():
+        raise PromptError(f"{value}: no such prompt file.")
+    where = "inline JSON" if inline else str(Path(value).expanduser())
+    origin = f"{origin} ({where})" if origin else where
+    base = input_dir if inline else Path(value).expanduser().resolve().parent
+    args = parse_prompt(value if inline else str(Path(value).expanduser()))
+    for key in PROMPT_FILE_KEYS:
+        if key in args:
+            name = Path(args[key]).expanduser()
+            candidates = [name] if name.is_absolute() else [base / name, name]
+            found = next((p for p in candidates if p.is_file()), None)
+            if found is None:
+                what = "previous result" if key == "previous_path" else "mask prompt"
+                raise PromptError(f"{what} {args[key]}: no such file (looked in {base}).")
+            args[key] = str(found.resolve())
+    accepted = set(inspect.signature(PAMPredictor.segment).parameters)
+    given = {key.removesuffix("_path") for key in args}
+    missing = sorted(given - accepted - {"roi"})
+    if "roi" in given:
+        missing.append("roi (a .mrk.json prompt: give the box as JSON)")
+    if missing:
+        raise PromptError(f"this PAM version's predictor cannot take the prompt's {', '.join(missing)} yet.")
+    labels: set[int] = set()
+    for path in (Path(args[key]) for key in PROMPT_FILE_KEYS if key in args):
+        labels |= _label_values(path)
+    if any(key in args for key in ("box", "boxes", "box3d", "clicks")):
+        labels.add(int(args.get("label", 1)))
+    if not labels:
+        raise PromptError("the prompt marks no object: its mask prompt is empty.")
+    if any(v < 1 or v > 255 for v in labels):
+        raise PromptError(f"object labels must be 1..255, got {sorted(labels)}.")
+    return PreparedPrompt(args=args, origin=origin, labels=sorted(labels))
 
 
 @dataclass(frozen=True)
@@ -285,7 +303,7 @@ class PAMOperator(Operator):
         import torch
         from monai.data import MetaTensor
 
-        from pam_monai.prompts.core import PromptError
+        from pam_monai.prompts.parse import load_prompt_files
 
         metadata = image.metadata()
         affine = np.asarray(metadata["pam_affine_ras"], dtype=np.float64)
@@ -297,17 +315,7 @@ class PAMOperator(Operator):
             predictor.set_image(volume)
         except ValueError as error:
             raise PAMInputError(str(error)) from None
-        args = dict(self.prompt.args)
-        if self.prompt.mask is not None:
-            mask = self.prompt.mask
-            if tuple(mask.shape) != tuple(volume.shape) or not np.allclose(
-                np.asarray(mask.affine, dtype=np.float64), affine, atol=1e-2
-            ):
-                raise PromptError(
-                    f"{self.prompt.mask_path}: the mask prompt's grid (shape {tuple(mask.shape)}) differs from the "
-                    f"image's (shape {tuple(volume.shape)}) or its affine differs; draw it on this image."
-                )
-            args["mask_prompt"] = mask.as_tensor()
+        args = load_prompt_files(self.prompt.args, tuple(volume.shape), affine)
         axis = self.prompt.axis
         result = predictor.segment(**args)
         labels = result.labels.numpy()
@@ -319,7 +327,7 @@ class PAMOperator(Operator):
         numbers = {v: n for n, v in enumerate(self.prompt.labels, 1)}  # SEG segment number of each label
         for obj in report["objects"]:
             obj["segment_number"] = numbers.get(obj["label"])
-        report["prompt"] = {"source": self.prompt.origin, **self.prompt.spec}
+        report["prompt"] = self.prompt.summary()
         report["input"] = metadata.get("pam_input", {})
         result_dict = {"labels": labels, "affine_ras": affine, "report": report, "source": metadata["pam_source"]}
         seg_image = None

@@ -27,7 +27,7 @@ import torch
 from conftest import always_object
 
 ROOT = Path(__file__).resolve().parents[3]
-APP_DIR = ROOT / "apps" / "deploy"
+APP_DIR = ROOT / "integrations" / "deploy"
 APP = APP_DIR / "app.py"
 
 
@@ -479,10 +479,10 @@ def test_staged_map_layout_runs_from_holoscan_environment(data: dict, tmp_path: 
     """`build_map.sh --stage-only` + the MAP's variables: `python3 <app folder>` finds its code, bundle and weights."""
     stage = tmp_path / "opt" / "app"
     staged = subprocess.run(
-        ["bash", str(APP_DIR / "build_map.sh"), "--stage-only"],
+        ["bash", str(ROOT / "scripts" / "build_map.sh"), "--stage-only"],
         capture_output=True,
         text=True,
-        env={**os.environ, "PAM_MAP_STAGE": str(stage)},
+        env={**os.environ, "PAM_MAP_CONTEXT": str(stage.parent)},
         timeout=120,
     )
     assert staged.returncode == 0, staged.stderr
