@@ -1,18 +1,22 @@
 """Click sessions: 3D Slicer re-sends every click of a segment on each update; each clicked slice is a correction.
 
 A session is keyed by the client (``client_id`` and MONAI Label ``session_id``), the image and the segment name, so
-that concurrent users never share one. The result of a request is a function of the request alone:
+that concurrent users never share one. A request is answered in steps:
 
 1. The base prompt (a box, a 3D box or an uploaded label; without one, the clicks on the slice of the first
    foreground click, grown into a mask) is propagated through the volume.
-2. Every other clicked slice, in the order it was first clicked, is a correction: the current result on that slice
-   is edited by its clicks with :func:`pam_monai.prompts.clicks.correct_plane` and becomes a guide, and the object
-   is propagated again from all guides. A guide left empty means "the object is not here": the result is cleared
-   from that slice outward (away from the other guides).
+2. Every other clicked slice is a correction: the current result on that slice is edited by its clicks with
+   :func:`pam_monai.prompts.clicks.correct_plane` and becomes a guide, and the object is propagated again from all
+   guides. A guide left empty means "the object is not here": the result is cleared from that slice outward (away
+   from the other guides).
 
-The session only caches the states after each step: a request whose base and first steps match a cached state
-resumes from the longest match (a click added to a new slice costs one propagation); a deleted or moved click, or
-another user's clicks, just replay from an earlier state. Nothing of one session can leak into another's result.
+The session keeps the state after each step. A request resumes from the session's longest chain of states whose
+base is the request's and whose every step (a slice with its exact clicks) is still in the request, then applies
+the request's other steps in the order their slices were first clicked (foreground clicks first: 3D Slicer sends
+the two lists apart). So a click added on a new slice costs one propagation; a click added on a corrected slice
+redoes that slice's step and the steps after it; deleting a click goes back to the state without it. A state is
+only reused when all its clicks are in the request, so one client's clicks never enter another's result, even
+under the same key; without a session the steps run in that order from the base.
 """
 
 from __future__ import annotations
@@ -117,8 +121,9 @@ class ClickSessions:
         with self._session_lock(session):
             with self._lock:
                 cached = list(self._sessions.get(session, []))
-            done = 0
-            while done < min(len(cached), len(keys)) and cached[done].key == keys[done]:
+            wanted = set(keys[1:])
+            done = 1 if cached and cached[0].key == keys[0] else 0
+            while done and done < len(cached) and cached[done].key in wanted:
                 done += 1
             states = cached[:done]
             prompt_slices: dict[int, list[int]] = {}
@@ -129,7 +134,8 @@ class ClickSessions:
                 guides = {k: _plane(labels, axis, k) == 1 for k in objects.get(1, [])} if len(objects) == 1 else {}
                 states.append(_State(base_key, guides, labels))
             box3d = base.get("box3d")
-            for step in keys[len(states) :]:
+            applied = {state.key for state in states[1:]}
+            for step in [k for k in keys[1:] if k not in applied]:
                 index, positive, negative = step
                 previous = states[-1]
                 current = _plane(previous.labels, axis, index) == 1

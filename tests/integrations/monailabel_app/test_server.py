@@ -34,8 +34,10 @@ import pytest
 import torch
 from conftest import always_object, ellipsoid, object_volume
 
+from pam_monai.errors import PromptError
+
 ROOT = Path(__file__).resolve().parents[3]
-APP = ROOT / "apps" / "monailabel"
+APP = ROOT / "integrations" / "monailabel"
 BUNDLE = ROOT / "bundle"
 BUNDLE_MODEL = BUNDLE / "models" / "model.pt"
 _SPEC = importlib.util.find_spec("monailabel")
@@ -58,8 +60,8 @@ REQUEST_TIMEOUT_S = 240
 TRAIN_TIMEOUT_S = 240
 
 
-def _prompts_module() -> Any:
-    spec = importlib.util.spec_from_file_location("pam_monailabel_prompts", APP / "lib" / "prompts.py")
+def _sessions_module() -> Any:
+    spec = importlib.util.spec_from_file_location("pam_monailabel_sessions", APP / "lib" / "sessions.py")
     module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
     sys.modules[spec.name] = module  # type: ignore[union-attr]
     spec.loader.exec_module(module)  # type: ignore[union-attr]
@@ -71,89 +73,121 @@ def _dice(a: np.ndarray, b: np.ndarray) -> float:
     return 2.0 * float((a & b).sum()) / max(float(a.sum() + b.sum()), 1.0)
 
 
+def slicer_roi(first: tuple[float, ...], last: tuple[float, ...], affine: np.ndarray) -> list[int]:
+    """``roi`` as 3D Slicer's MONAI Label module sends it for an ROI covering voxels ``first..last``.
+
+    Its ROI tool takes the ROI's centre and size in RAS, maps (centre - size/2) and (centre + size/2) to IJK with
+    the volume's RAS->IJK matrix, rounds them and sends them interleaved: ``[i0, i1, j0, j1, k0, k1]`` (a pair is
+    reversed along an axis the matrix flips).
+    """
+    corners = np.c_[np.array([first, last], dtype=float), np.ones(2)] @ np.asarray(affine, dtype=float).T
+    centre, size = corners[:, :3].mean(axis=0), np.abs(corners[1, :3] - corners[0, :3])
+    ras_to_ijk = np.linalg.inv(affine)
+    low = [round(v) for v in (ras_to_ijk @ np.r_[centre - size / 2, 1.0])[:3]]
+    high = [round(v) for v in (ras_to_ijk @ np.r_[centre + size / 2, 1.0])[:3]]
+    return [v for pair in zip(low, high) for v in pair]
+
+
 # ---------------------------------------------------------------------------------------------------------------
-# Prompt conversion (no server; runs in every environment)
+# Click sessions (no server; runs in every environment)
 # ---------------------------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def prompts() -> Any:
-    return _prompts_module()
+class FakePropagation:
+    """Stands in for the networks: each guide's mask is copied to the slices up to half-way to the next guide."""
+
+    def __init__(self, shape: tuple[int, int, int]) -> None:
+        self.shape = shape
+        self.calls: list[dict[str, Any]] = []
+
+    def __call__(self, kwargs: dict[str, Any]) -> tuple[np.ndarray, dict[int, list[int]]]:
+        self.calls.append(kwargs)
+        axis = kwargs["axis"]
+        labels = np.zeros(self.shape, np.uint8)
+        if "mask_prompt" in kwargs:
+            prompt = np.moveaxis(np.asarray(kwargs["mask_prompt"]), axis, 0)
+            guides = [k for k in range(prompt.shape[0]) if prompt[k].any()]
+            masks = {k: prompt[k] for k in guides}
+        else:
+            r0, c0, r1, c1 = kwargs["box"]
+            plane = np.zeros(np.moveaxis(labels, axis, 0).shape[1:], np.uint8)
+            plane[r0 : r1 + 1, c0 : c1 + 1] = 1
+            guides, masks = [kwargs["slice_index"]], {kwargs["slice_index"]: plane}
+        out = np.moveaxis(labels, axis, 0)
+        for k in range(out.shape[0]):
+            nearest = min(guides, key=lambda g: (abs(g - k), g))
+            out[k] = masks[nearest]
+        return labels, {1: guides}
 
 
-@pytest.fixture(scope="module")
-def case0() -> tuple[np.ndarray, np.ndarray]:
-    shape, centre, radii, _ = CASES["vol0"]
-    truth = ellipsoid(shape, centre, radii)
-    return object_volume(truth), truth
+def _request_module() -> Any:
+    from pam_monai.prompts import request
+
+    return request
 
 
-def test_roi_flat_along_the_axis_is_a_box_on_that_slice(prompts: Any, case0: tuple[np.ndarray, np.ndarray]) -> None:
-    image, _ = case0
-    p = prompts.prepare_prompt({"roi": [34, 31, 14, 13, 15, 15]}, image)  # dragged right to left
-    assert p.kwargs == {"box": (14, 13, 34, 31), "slice_index": 15, "axis": 2}
-    p = prompts.prepare_prompt({"roi": [24, 10, 24, 40, 5, 24], "axis": 0}, image)  # x0 == x1: a sagittal box
-    assert p.kwargs == {"box": (10, 5, 40, 24), "slice_index": 24, "axis": 0}
-    p = prompts.prepare_prompt({"roi": [14, 13, 34, 31, 10, 20]}, image)
-    assert p.kwargs == {"box3d": (14, 13, 10, 34, 31, 20), "axis": 2}
-    p = prompts.prepare_prompt({"roi": [14, 13, 34, 31], "slice": 15}, image)
-    assert p.kwargs == {"box": (14, 13, 34, 31), "slice_index": 15, "axis": 2}
+def test_clicks_on_several_slices_are_corrections_and_resume_the_session() -> None:
+    sessions_module, request = _sessions_module(), _request_module()
+    truth = ellipsoid((40, 40, 24), (20, 20, 12), (9, 9, 8))
+    image = object_volume(truth)
+    fake = FakePropagation(truth.shape)
+    sessions = sessions_module.ClickSessions()
+    clicks: dict[str, Any] = {"label": "liver", "client_id": "alice", "foreground": [[20, 20, 12]], "background": []}
+    first = sessions.run(request.read_request(clicks, truth.shape), "img", image, fake)
+    assert first.info["steps"] == 1 and first.info["computed_steps"] == 1
+    assert _dice(first.labels[:, :, 12], truth[:, :, 12]) > 0.9
+    # Slicer re-sends every click: a background click on slice 20 is a second step, the first is reused.
+    clicks["background"] = [[20, 20, 21]]
+    second = sessions.run(request.read_request(clicks, truth.shape), "img", image, fake)
+    assert second.info["reused_steps"] == 1 and second.info["computed_steps"] == 1 and len(fake.calls) == 2
+    assert second.info["cleared"] == [21] and not second.labels[:, :, 21:].any() and second.labels[:, :, 20].any()
+    assert np.array_equal(second.labels[:, :, 12], first.labels[:, :, 12])
+    # A positive click on slice 5 where the object is smaller: the mask there is corrected, the rest kept.
+    clicks["foreground"].append([20, 20, 5])
+    third = sessions.run(request.read_request(clicks, truth.shape), "img", image, fake)
+    assert third.info["reused_steps"] == 2 and third.info["guides"] == [5, 12]
+    # Another client starts from scratch (steps in first-click order) and here reaches the same labels.
+    fresh = sessions_module.ClickSessions().run(
+        request.read_request({**clicks, "client_id": "bob"}, truth.shape), "img", image, FakePropagation(truth.shape)
+    )
+    assert np.array_equal(fresh.labels, third.labels) and fresh.info["reused_steps"] == 0
+    # Deleting a click (Slicer then sends the shorter list) goes back to the matching earlier state.
+    clicks["foreground"].pop()
+    again = sessions.run(request.read_request(clicks, truth.shape), "img", image, fake)
+    assert np.array_equal(again.labels, second.labels) and again.info["computed_steps"] == 0
 
 
-def test_one_foreground_click_grows_the_object_on_its_slice(prompts: Any, case0: tuple[np.ndarray, np.ndarray]) -> None:
-    image, truth = case0
-    p = prompts.prepare_prompt({"foreground": [[24, 22, 15]]}, image)
-    mask = p.kwargs["mask_prompt"]
-    assert np.nonzero(mask.any(axis=(0, 1)))[0].tolist() == [15]
-    assert _dice(mask[:, :, 15], truth[:, :, 15]) > 0.95
-    # The same object seen along axis 1.
-    p = prompts.prepare_prompt({"foreground": [[24, 22, 15]], "axis": 1}, image)
-    assert _dice(p.kwargs["mask_prompt"][:, 22, :], truth[:, 22, :]) > 0.9
+def test_sessions_are_isolated_per_client_image_and_segment() -> None:
+    sessions_module, request = _sessions_module(), _request_module()
+    truth = ellipsoid((40, 40, 24), (20, 20, 12), (9, 9, 8))
+    image = object_volume(truth)
+    sessions = sessions_module.ClickSessions(max_sessions=3)
+    fake = FakePropagation(truth.shape)
+    base = {"foreground": [[20, 20, 12]], "label": "liver", "client_id": "alice"}
+    for key in ({}, {"client_id": "bob"}, {"label": "spleen"}, {"session_id": "s2"}):
+        outcome = sessions.run(request.read_request({**base, **key}, truth.shape), "img", image, fake)
+        assert outcome.info["reused_steps"] == 0, key
+    assert len(sessions) == 3  # the least recently used one was dropped
+    outcome = sessions.run(request.read_request(base, truth.shape), "other_image", image, fake)
+    assert outcome.info["reused_steps"] == 0
 
 
-def test_background_clicks_cut_the_mask(prompts: Any, case0: tuple[np.ndarray, np.ndarray]) -> None:
-    image, truth = case0
-    p = prompts.prepare_prompt({"foreground": [[24, 18, 15]], "background": [[24, 28, 15]]}, image)
-    mask = p.kwargs["mask_prompt"][:, :, 15].astype(bool)
-    assert mask.any() and not mask[:, 24:].any()  # everything nearer to the background click is gone
-    assert (mask & truth[:, :, 15]).sum() == mask.sum()
-
-
-def test_bad_prompts_say_what_is_wrong(prompts: Any, case0: tuple[np.ndarray, np.ndarray]) -> None:
-    image, _ = case0
-    cases = [
-        ({}, "no prompt"),
-        ({"roi": [0, 0, 60, 10, 3, 3]}, "outside the image"),
-        ({"roi": [1, 2, 3]}, "roi must be"),
-        ({"roi": [5, 5, 5, 9, 3, 3]}, "zero area"),
-        ({"foreground": [[100, 1, 1]]}, "outside the image"),
-        ({"foreground": [[1, 1]]}, "[x, y, z]"),
-        ({"background": [[3, 3, 3]]}, "background clicks alone"),
-        ({"axis": 3, "foreground": [[24, 22, 15]]}, "axis must be 0, 1 or 2"),
-        ({"slice": 99, "foreground": [[24, 22, 15]]}, "out of range"),
-    ]
-    for request, message in cases:
-        with pytest.raises(prompts.PromptRequestError, match=__import__("re").escape(message)):
-            prompts.prepare_prompt(request, image)
-
-
-def test_label_prompt_on_one_slice(prompts: Any, case0: tuple[np.ndarray, np.ndarray], tmp_path: Path) -> None:
-    image, truth = case0
-    label = np.zeros(truth.shape, np.uint8)
-    label[:, :, 15] = truth[:, :, 15] * 2
-    nib.save(nib.Nifti1Image(label, AFFINE0), tmp_path / "label.nii.gz")
-    p = prompts.prepare_prompt({"label": str(tmp_path / "label.nii.gz")}, image)
-    assert p.description["labels"] == [2] and p.description["slice"] == 15
-    assert np.array_equal(p.kwargs["mask_prompt"], label)
-    label[:, :, 16] = truth[:, :, 16]
-    nib.save(nib.Nifti1Image(label, AFFINE0), tmp_path / "two.nii.gz")
-    with pytest.raises(prompts.PromptRequestError, match="marks 2 slices"):
-        prompts.prepare_prompt({"label": str(tmp_path / "two.nii.gz")}, image)
-    p = prompts.prepare_prompt({"label": str(tmp_path / "two.nii.gz"), "slice": 16}, image)
-    assert p.description["slice"] == 16
-    # The 3D Slicer module sends the label *name* in "label": not a file, so not a prompt.
-    with pytest.raises(prompts.PromptRequestError, match="no prompt"):
-        prompts.prepare_prompt({"label": "object"}, image)
+def test_box_then_clicks_and_bad_corrections() -> None:
+    sessions_module, request = _sessions_module(), _request_module()
+    truth = ellipsoid((40, 40, 24), (20, 20, 12), (9, 9, 8))
+    image = object_volume(truth)
+    fake = FakePropagation(truth.shape)
+    sessions = sessions_module.ClickSessions()
+    roi = {"roi": [11, 29, 11, 29, 12, 12], "background": [[20, 20, 2]]}
+    outcome = sessions.run(request.read_request(roi, truth.shape), "img", image, fake)
+    assert "box" in fake.calls[0] and "mask_prompt" in fake.calls[1]
+    assert outcome.info["cleared"] == [2] and not outcome.labels[:, :, :3].any()
+    two = np.zeros(truth.shape, np.uint8)
+    two[5:10, 5:10, 4] = 1
+    two[20:25, 20:25, 4] = 2
+    prompt = request.read_request({"foreground": [[21, 21, 4]]}, truth.shape, uploaded_label=two)
+    with pytest.raises(PromptError, match="one object"):
+        sessions.run(prompt, "img", image, fake)
 
 
 # ---------------------------------------------------------------------------------------------------------------
