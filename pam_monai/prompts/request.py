@@ -19,8 +19,9 @@ into the request):
 - an uploaded ``label`` image (the multipart field ``label``; 3D Slicer's scribbles tool sends the visible segments
   there, with ``label_info = [{"name": ..., "id": ...}, ...]`` and ``selected_label_name``): a mask prompt; every
   slice it marks along ``axis`` is a guide. With ``label_info``, only the segment named by ``selected_label_name``
-  (or the ``label`` name) is used, as object 1. A ``label`` value that was not uploaded with the request (3D Slicer
-  sends the segment's *name* there) is a name, never a path to open.
+  (or the ``label`` name) is used, as object 1. An empty one leaves the prompt to ``roi`` and the clicks. A
+  ``label`` value that was not uploaded with the request (3D Slicer sends the segment's *name* there) is a name,
+  never a path to open.
 - ``axis`` (0, 1 or 2; default 2), and ``slice`` to pick one slice of a label (or of a 4-number roi).
 """
 
@@ -242,10 +243,8 @@ def _label_base(label: np.ndarray, request: Mapping[str, Any], shape: tuple[int,
         raise PromptError("the uploaded label's values must be 0 (background) and 1..255 (objects).")
     others = tuple(a for a in range(3) if a != axis)
     marked = np.nonzero((values > 0).any(axis=others))[0].tolist()
-    if not marked:
-        raise PromptError(
-            "the uploaded label is empty" + (f" for segment {name!r}" if name else "") + ": paint the object first."
-        )
+    if not marked:  # e.g. 3D Slicer's scribbles tool uploading an empty segment with its roi
+        return {"mask": values.astype(np.uint8), "axis": axis, "slices": [], "segment": name}
     slice_value = request.get("slice")
     if not _empty(slice_value) and slice_value not in (-1, "-1"):
         index = _as_int(slice_value, "slice")
@@ -283,11 +282,14 @@ def read_request(
     description: dict[str, Any] = {"axis": axis}
     base: dict[str, Any] | None = None
     roi = request.get("roi")
-    if uploaded_label is not None:
-        found = _label_base(uploaded_label, request, shape, axis)
+    found = _label_base(uploaded_label, request, shape, axis) if uploaded_label is not None else None
+    if found is not None and found["slices"]:
         name = found.pop("segment") or name
         description.update(type="label", slices=found.pop("slices"))
         base = found
+    elif found is not None and _empty(roi) and not clicks:
+        what = f" for segment {found['segment']!r}" if found["segment"] else ""
+        raise PromptError(f"the uploaded label is empty{what}: paint the object, or send a roi or clicks.")
     elif isinstance(roi, (list, tuple)) and len(roi) == 4:
         if _empty(request.get("slice")):
             raise PromptError("a 4-number roi [r0, c0, r1, c1] needs slice=<index> (or send 3D Slicer's 6 numbers).")

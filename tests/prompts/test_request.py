@@ -164,6 +164,9 @@ def test_uploaded_label_on_several_slices_is_a_multi_slice_prompt() -> None:
         read_request({}, SHAPE, uploaded_label=label[:10])
     with pytest.raises(PromptError, match="empty"):
         read_request({}, SHAPE, uploaded_label=np.zeros(SHAPE))
+    # Slicer's scribbles tool uploads the (still empty) segment with its ROI: the ROI is the prompt.
+    roi = read_request({"roi": [10, 30, 10, 30, 4, 4]}, SHAPE, uploaded_label=np.zeros(SHAPE))
+    assert roi.base == {"box": [10, 10, 30, 30], "slice": 4, "axis": 2}
 
 
 def test_scribbles_upload_selects_the_named_segment() -> None:
