@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,26 +15,11 @@ from torch import nn
 from pam_monai.data.io import ImageError, load_image, voxel_volume_ml
 from pam_monai.inferers.propagation import PropagationInferer, PropagationResult
 from pam_monai.networks.checkpoint import CheckpointError, build_network_from_checkpoint
+from pam_monai.networks.weights import DEFAULT_BOX2MASK, DEFAULT_PROPMASK, default_checkpoints
 from pam_monai.prompts.core import plane_axes
 from pam_monai.prompts.slicer_roi import read_slicer_roi, roi_prompt
 
 __all__ = ["DEFAULT_BOX2MASK", "DEFAULT_PROPMASK", "PAMPredictor", "default_checkpoints"]
-
-BUNDLE_MODELS = Path(__file__).resolve().parent.parent / "bundle" / "models"
-DEFAULT_PROPMASK = BUNDLE_MODELS / "model.pt"
-DEFAULT_BOX2MASK = BUNDLE_MODELS / "box2mask.pt"
-
-
-def default_checkpoints() -> tuple[Path, Path]:
-    """The bundle's default PropMask and Box2Mask weights (``PAM_MONAI_MODELS`` overrides the folder)."""
-    folder = Path(os.environ.get("PAM_MONAI_MODELS", BUNDLE_MODELS))
-    propmask, box2mask = folder / DEFAULT_PROPMASK.name, folder / DEFAULT_BOX2MASK.name
-    if not propmask.exists():
-        raise CheckpointError(
-            f"no default PropMask weights at {propmask}: this install has no trained default model yet; "
-            "pass --checkpoint with PropMask weights (see `pam-monai convert-checkpoint` for the authors' files)."
-        )
-    return propmask, box2mask
 
 
 class PAMPredictor:

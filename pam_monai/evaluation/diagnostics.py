@@ -146,7 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from pam_monai.data.io import write_atomic
     from pam_monai.networks.checkpoint import CheckpointError, build_network_from_checkpoint
-    from pam_monai.predictor import default_checkpoints
+    from pam_monai.networks.weights import default_checkpoints
 
     try:
         network = build_network_from_checkpoint(args.checkpoint or default_checkpoints()[0], kind="propmask").eval()
