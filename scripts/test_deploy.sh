@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Build .venv-deploy (scripts/setup_deploy.sh) and run the MONAI Deploy application's tests in it: a generated CT
 # series (oblique, unequal pixel spacing, shuffled files) through the app in-process on CPU, the DICOM SEG read back
-# with highdicom (frame -> source instance, geometry), the NIfTI, STL and report, NIfTI input, and bad input.
-# Extra arguments go to pytest.
+# with highdicom (frame -> source instance, geometry), the NIfTI, STL and report, NIfTI input, and bad input; then
+# the MAP built and run with Docker by the README's own commands (test_map.py: where Docker runs or root can install
+# and start it; the first build takes minutes, PAM_MAP_TEST=0 skips it). Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup_deploy.sh

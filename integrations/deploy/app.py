@@ -225,13 +225,11 @@ def _publish(plan: RunPlan, state: RunState, started: float) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the application; returns the exit code (see the module docstring)."""
-    from pam_monai.data.io import ImageReadError
-    from pam_monai.networks.checkpoint import CheckpointError
-    from pam_monai.prompts.core import PromptError
+    from pam_monai.errors import InputError
 
     started = time.perf_counter()
     argv = list(sys.argv if argv is None else argv)
-    input_errors = (PAMInputError, PromptError, ImageReadError, CheckpointError)
+    input_errors = InputError  # every bad-input error of pam_monai and of this app (PAMInputError)
     try:
         prompt_value, sdk_argv = _split_prompt(argv)
         app_context = init_app_context(sdk_argv)  # -i/-o/-m/-l/-w, else HOLOSCAN_INPUT_PATH / ..._OUTPUT_PATH / ...

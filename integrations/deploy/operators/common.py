@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from pam_monai.errors import InputError, NoObjectError
+
 __all__ = [
     "LPS_FROM_RAS",
     "NoObjectError",
@@ -31,8 +33,9 @@ LPS_FROM_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 _LOG = logging.getLogger("pam.deploy")
 
 
-class PAMInputError(ValueError):
-    """Input the application cannot use (series geometry, input folder, prompt file): exit code 2, no outputs."""
+#: Input the application cannot use (series geometry, input folder, prompt file): exit code 2, no outputs. It is
+#: pam_monai's own base class of bad-input errors, so the app handles its errors and pam_monai's alike.
+PAMInputError = InputError
 
 
 def one_line(error: BaseException | str, limit: int = 500) -> str:
@@ -77,25 +80,17 @@ class RunState:
         shutil.rmtree(self.staging, ignore_errors=True)
 
 
-class NoObjectError(RuntimeError):
-    """The model found nothing for the prompt (exit code 1, no outputs)."""
-
-
 def guarded(state: RunState, what: str, function, *args, **kwargs):  # noqa: ANN001, ANN201
     """Run ``function``; an input error is recorded in ``state`` (and ``None`` returned) instead of raised.
 
     Input errors end the run cleanly: the operator emits nothing, so nothing downstream runs and no output is
     published. Anything else (a bug) propagates through Holoscan as usual.
     """
-    from pam_monai.data.io import ImageReadError
-    from pam_monai.networks.checkpoint import CheckpointError
-    from pam_monai.prompts.core import PromptError
-
     if state.failed:
         return None
     try:
         return function(*args, **kwargs)
-    except (PAMInputError, PromptError, ImageReadError, CheckpointError) as error:
+    except InputError as error:
         state.fail(one_line(error), 2)
     except NoObjectError as error:
         state.fail(one_line(error), 1)

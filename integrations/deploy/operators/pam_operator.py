@@ -93,8 +93,8 @@ def prepare_prompt(cli_value: str | None, input_path: Path) -> PreparedPrompt:
     """
     import inspect
 
+    from pam_monai.errors import PromptError
     from pam_monai.predictor import PAMPredictor
-    from pam_monai.prompts.core import PromptError
     from pam_monai.prompts.parse import parse_prompt
 
     input_dir = input_path if input_path.is_dir() else input_path.parent
@@ -176,7 +176,7 @@ def resolve_models(model_path: str | os.PathLike | None, bundle_candidates: list
     Raises:
         CheckpointError: no bundle config or no PropMask weights, saying where they were looked for.
     """
-    from pam_monai.networks.checkpoint import CheckpointError
+    from pam_monai.errors import CheckpointError
 
     roots = [Path(os.environ["PAM_BUNDLE_ROOT"])] if os.environ.get("PAM_BUNDLE_ROOT") else list(bundle_candidates)
     bundle_root = next((r for r in roots if (r / "configs" / "inference.json").is_file()), None)
@@ -215,7 +215,7 @@ def build_predictor(models: ModelFiles, device: str = "cpu"):  # noqa: ANN201 - 
     import torch
     from monai.bundle import ConfigParser
 
-    from pam_monai.networks.checkpoint import CheckpointError
+    from pam_monai.errors import CheckpointError
     from pam_monai.predictor import PAMPredictor
     from pam_monai.workflows.errors import causes
 

@@ -377,6 +377,48 @@ def test_mask_prompt_two_objects_gives_two_segments(data: dict, tmp_path: Path) 
     assert [o["label"] for o in report["objects"]] == [1, 2]
 
 
+def test_mask_prompt_on_several_slices_through_the_shared_parser(data: dict, tmp_path: Path) -> None:
+    """Object 1 drawn on slices 6 and 16, object 2 on slice 11: every marked slice is a guide and keeps its mask."""
+    series = tmp_path / "input"
+    shutil.copytree(data["series"], series)
+    mask = np.zeros(SHAPE, dtype=np.uint8)
+    mask[8:20, 10:22, 6] = 1
+    mask[10:22, 12:24, 16] = 1
+    mask[38:54, 30:46, PROMPT_SLICE] = 2
+    prompts = tmp_path / "prompts"
+    prompts.mkdir()
+    nib.save(nib.Nifti1Image(mask, expected_affine_ras()), prompts / "guides.nii.gz")
+    (prompts / "prompt.json").write_text(json.dumps({"mask": "guides.nii.gz", "axis": 2}))
+    output = tmp_path / "output"
+    completed = run_app(
+        "-i", str(series), "-o", str(output), "-m", str(data["models"]), "--prompt", str(prompts / "prompt.json")
+    )
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    labels = np.asarray(nib.load(output / "pam_seg.nii.gz").dataobj)
+    for k in (6, 16, PROMPT_SLICE):  # the guides are kept as drawn
+        np.testing.assert_array_equal(labels[:, :, k], mask[:, :, k])
+    assert (labels[:, :, 7:16] == 1).any()  # object 1 between its two guides
+    report = json.loads((output / "pam_report.json").read_text())
+    assert [o["label"] for o in report["objects"]] == [1, 2]
+    assert report["prompt"]["mask_prompt_path"] == str((prompts / "guides.nii.gz").resolve())
+    assert report["objects"][0]["prompt_slices"] == [6, 16]
+
+
+def test_prompt_forms_the_predictor_does_not_take_are_refused_in_one_line(data: dict, tmp_path: Path) -> None:
+    from pam_monai.predictor import PAMPredictor
+
+    if "boxes" in PAMPredictor.segment.__code__.co_varnames:
+        pytest.skip("the predictor takes boxes on several slices now")
+    output = tmp_path / "output"
+    prompt = {"boxes": [{"box": [20, 18, 40, 36], "slice": 9}, {"box": [20, 18, 40, 36], "slice": 13}]}
+    completed = run_app(
+        "-i", str(data["series"]), "-o", str(output), "-m", str(data["models"]), "--prompt", json.dumps(prompt)
+    )
+    assert completed.returncode == 2, completed.stderr[-3000:]
+    assert "cannot take the prompt's boxes" in _error_line(completed)
+    assert not output.exists() or list(output.iterdir()) == []
+
+
 def test_nifti_input_with_prompt_from_environment(data: dict, tmp_path: Path) -> None:
     affine = np.array([[-0.8, 0, 0, 12.5], [0, 0.9, 0.1, -30.0], [0, 0, 2.5, 40.0], [0, 0, 0, 1.0]])
     image = tmp_path / "ct.nii.gz"
