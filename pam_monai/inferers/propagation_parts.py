@@ -1,11 +1,12 @@
-"""Building blocks of :mod:`pam_monai.inferers.propagation`: running regions, stage timers, paste-back, the
-continuity constraint, the network call and input checks."""
+"""Building blocks of :mod:`pam_monai.inferers.propagation`: its result, the neighbourhood size, running regions,
+stage timers, paste-back, the continuity constraint, the network call and input checks."""
 
 from __future__ import annotations
 
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -18,7 +19,37 @@ from pam_monai.data.io import ImageError
 from pam_monai.transforms.roi import RoIWindow
 
 
-class _Region:
+def neighbourhood_size(thickness_mm: float, spacing_mm: float, max_neighbours: int) -> int:
+    """Slices predicted per direction and round: ``min(int(thickness / spacing), max)``, at least 1."""
+    if spacing_mm <= 0 or not np.isfinite(spacing_mm):
+        raise ImageError(f"the spacing along the propagation axis must be positive, got {spacing_mm}.")
+    return max(1, min(int(thickness_mm / spacing_mm), max_neighbours))
+
+
+@dataclass
+class PropagationResult:
+    """Output of :meth:`PropagationInferer.propagate`.
+
+    Attributes:
+        labels: ``(X, Y, Z)`` int tensor, object ``label`` values where found.
+        rounds: propagation rounds run.
+        slices_predicted: network predictions made (slices, counting repeats).
+        seconds: wall time per stage.
+        prompt_slices: per label, the slice indices (along the axis) the propagation started from.
+        guides: per label, the ``(H, W)`` boolean mask of each prompt slice (drawn, or Box2Mask's for a box).
+        axis: the array axis the propagation ran along (normal to the prompt slices).
+    """
+
+    labels: torch.Tensor
+    rounds: int = 0
+    slices_predicted: int = 0
+    seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    prompt_slices: dict[int, list[int]] = field(default_factory=dict)
+    guides: dict[int, dict[int, torch.Tensor]] = field(default_factory=dict)
+    axis: int = 2
+
+
+class Region:
     """Running union of in-plane ``[r0, r1) x [c0, c1)`` rectangles."""
 
     def __init__(self) -> None:
@@ -44,7 +75,7 @@ class _Region:
         return self.r0, self.r1, self.c0, self.c1
 
 
-class _Timer:
+class StageTimer:
     """Wall time per stage, added up over the stage's blocks.
 
     CUDA kernels run asynchronously: without a barrier a stage would be charged only for launching its kernels and
@@ -56,12 +87,12 @@ class _Timer:
         self.seconds: dict[str, float] = defaultdict(float)
         self.cuda = device if device is not None and device.type == "cuda" else None
 
-    def __call__(self, stage: str) -> _Stage:
-        return _Stage(self, stage)
+    def __call__(self, stage: str) -> Stage:
+        return Stage(self, stage)
 
 
-class _Stage:
-    def __init__(self, timer: _Timer, stage: str) -> None:
+class Stage:
+    def __init__(self, timer: StageTimer, stage: str) -> None:
         self.timer, self.stage = timer, stage
 
     def _sync(self) -> None:
@@ -77,14 +108,14 @@ class _Stage:
         self.timer.seconds[self.stage] += time.perf_counter() - self.start
 
 
-def _all_finite(volume: torch.Tensor) -> bool:
+def all_finite(volume: torch.Tensor) -> bool:
     """No NaN or infinity; a finite sum proves it in one cheap reduction (exact check only if the sum is not)."""
     if not volume.is_floating_point():
         return True
     return bool(torch.isfinite(volume.sum())) or bool(torch.isfinite(volume).all())
 
 
-def _zeros(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+def lazy_zeros(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     """Zeros; on the CPU from ``calloc`` (numpy), so the pages of a large, mostly untouched volume cost no time
     or resident memory until written."""
     if torch.device(device).type == "cpu":
@@ -92,7 +123,7 @@ def _zeros(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> 
     return torch.zeros(shape, dtype=dtype, device=device)
 
 
-def _paste_region(
+def paste_region(
     prediction: torch.Tensor, window: RoIWindow, height: int, width: int
 ) -> tuple[torch.Tensor, slice, slice]:
     """The part of :func:`~pam_monai.transforms.roi.paste_back` that can be nonzero: ``(values, rows, cols)``.
@@ -107,7 +138,7 @@ def _paste_region(
     return prediction[:, win_rows, win_cols].float(), rows, cols
 
 
-def _continuous(probabilities: torch.Tensor, guide: torch.Tensor, shift_px: int) -> torch.Tensor:
+def continuous(probabilities: torch.Tensor, guide: torch.Tensor, shift_px: int) -> torch.Tensor:
     """Walk outward from the guide: each slice keeps only what lies within ``shift_px`` of the previous mask.
 
     Args:
@@ -127,7 +158,7 @@ def _continuous(probabilities: torch.Tensor, guide: torch.Tensor, shift_px: int)
     return out
 
 
-def _forward(
+def forward_network(
     network: Callable[..., Any],
     guides: torch.Tensor,
     masks: torch.Tensor,
@@ -145,7 +176,7 @@ def _forward(
     return [torch.cat(heads) for heads in zip(*outputs)]
 
 
-def _volume_3d(inputs: torch.Tensor | np.ndarray) -> torch.Tensor:
+def volume_3d(inputs: torch.Tensor | np.ndarray) -> torch.Tensor:
     volume = (
         inputs.as_tensor()
         if isinstance(inputs, MetaTensor)
@@ -160,7 +191,7 @@ def _volume_3d(inputs: torch.Tensor | np.ndarray) -> torch.Tensor:
     return volume
 
 
-def _spacing(inputs: torch.Tensor | np.ndarray, spacing: Sequence[float] | None) -> tuple[float, float, float]:
+def voxel_spacing(inputs: torch.Tensor | np.ndarray, spacing: Sequence[float] | None) -> tuple[float, float, float]:
     if spacing is not None:
         values = tuple(float(s) for s in spacing)
     elif isinstance(inputs, MetaTensor):
@@ -173,7 +204,7 @@ def _spacing(inputs: torch.Tensor | np.ndarray, spacing: Sequence[float] | None)
     return values  # type: ignore[return-value]
 
 
-def _device(network: Callable[..., Any]) -> torch.device:
+def network_device(network: Callable[..., Any]) -> torch.device:
     if isinstance(network, torch.nn.Module):
         for p in network.parameters():
             return p.device

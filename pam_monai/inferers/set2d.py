@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from pam_monai.errors import Propagate2DError
 from pam_monai.inferers.box2mask import foreground_probability
-from pam_monai.inferers.propagation_parts import _device, network_input_size
+from pam_monai.inferers.propagation_parts import network_device, network_input_size
 from pam_monai.transforms.intensity import apply_window, guided_window
 
 __all__ = [
@@ -37,7 +37,6 @@ __all__ = [
 ]
 
 _MAX_QUANTILE_VALUES = 8_000_000  # torch.quantile refuses inputs above 16M elements
-
 
 
 @dataclass
@@ -232,7 +231,7 @@ def propagate_to_images(
     """
     if batch_size < 1:
         raise Propagate2DError(f"batch_size must be at least 1, got {batch_size}.")
-    batch = prepare_guides(check_guides(guides), network_input_size(network), device=_device(network))
+    batch = prepare_guides(check_guides(guides), network_input_size(network), device=network_device(network))
     grey = [to_grey(t, f"target {i}") for i, t in enumerate(targets)]
     results: list[tuple[np.ndarray, np.ndarray]] = []
     for start in range(0, len(grey), batch_size):

@@ -9,7 +9,8 @@ import torch
 from conftest import OraclePropMask, ellipsoid, object_volume
 
 from pam_monai.inferers import PropagationInferer
-from pam_monai.inferers import propagation as P
+from pam_monai.inferers import propagation_parts as P
+from pam_monai.inferers.propagation_finalise import finalise_labels
 from pam_monai.networks import build_propmask
 from pam_monai.prompts.core import MaskPrompt
 from pam_monai.transforms import RoIWindow, paste_back
@@ -22,7 +23,7 @@ WINDOWS = [RoIWindow(10, 12, 30), RoIWindow(-7, 40, 33), RoIWindow(30, -5, 41), 
 def test_paste_region_is_the_nonzero_part_of_paste_back(window: RoIWindow, size: int) -> None:
     prediction = torch.rand(3, size, size)
     full = paste_back(prediction, window, 50, 60)
-    part, rows, cols = P._paste_region(prediction, window, 50, 60)
+    part, rows, cols = P.paste_region(prediction, window, 50, 60)
     assert torch.equal(full[:, rows, cols], part)
     rest = full.clone()
     rest[:, rows, cols] = 0
@@ -39,8 +40,8 @@ def test_continuity_on_the_window_equals_continuity_on_whole_slices(window: RoIW
     guide[r - 2 : r + 3, c - 2 : c + 3] = True
     full = torch.zeros(6, height, width)
     full[:, rows, cols] = torch.rand(6, rows.stop - rows.start, cols.stop - cols.start) * 1.2
-    expected = P._continuous(full, guide, 2)[:, rows, cols]
-    assert torch.equal(P._continuous(full[:, rows, cols], guide[rows, cols], 2), expected)
+    expected = P.continuous(full, guide, 2)[:, rows, cols]
+    assert torch.equal(P.continuous(full[:, rows, cols], guide[rows, cols], 2), expected)
 
 
 def test_finalise_on_the_touched_block_equals_the_whole_volume() -> None:
@@ -52,7 +53,7 @@ def test_finalise_on_the_touched_block_equals_the_whole_volume() -> None:
     prob_sum[1, 9:18, 15:35, 20:40] = torch.rand(9, 20, 20) * 2
     votes[0, 4:15], votes[1, 9:18] = 2, 1
     votes[0, 7] = 1
-    region = P._Region()
+    region = P.Region()
     region.add(slice(10, 30), slice(8, 28))
     region.add(slice(15, 35), slice(20, 40))
     seed_masks = [torch.zeros(shape[1:], dtype=torch.bool) for _ in range(2)]
@@ -60,19 +61,18 @@ def test_finalise_on_the_touched_block_equals_the_whole_volume() -> None:
     seed_masks[1][25:29, 30:34] = True
     seeds = [MaskPrompt(9, seed_masks[0], 3), MaskPrompt(12, seed_masks[1], 5)]
     limits = {3: (5, 13, (12, 9, 27, 25)), 5: (0, 19, None)}
-    inferer = PropagationInferer()
     for axis in (0, 2):
         args = (prob_sum, votes, seeds, {3: 0, 5: 1}, [3, 5], limits, axis)
-        assert torch.equal(inferer._finalise(*args, region), inferer._finalise(*args, None))
+        assert torch.equal(finalise_labels(*args, region), finalise_labels(*args, None))
 
 
 def test_all_finite_and_lazy_zeros() -> None:
-    assert P._all_finite(torch.ones(4, 4, dtype=torch.int16))
+    assert P.all_finite(torch.ones(4, 4, dtype=torch.int16))
     huge = torch.full((8, 8), 3e38)  # finite, but its sum overflows: falls back to the exact check
-    assert P._all_finite(huge)
+    assert P.all_finite(huge)
     huge[2, 3] = float("nan")
-    assert not P._all_finite(huge)
-    zeros = P._zeros((3, 4, 5), torch.float32, torch.device("cpu"))
+    assert not P.all_finite(huge)
+    zeros = P.lazy_zeros((3, 4, 5), torch.float32, torch.device("cpu"))
     assert zeros.dtype == torch.float32 and zeros.shape == (3, 4, 5) and not zeros.any()
 
 
