@@ -1,9 +1,10 @@
 """Export PropMask and Box2Mask as TorchScript (``torch.jit.trace``) or ONNX, and load them back for inference.
 
-The exported graphs take the same inputs as the eager networks and give the same logits (TorchScript: the same
-kernels; ONNX Runtime: within ~1e-5). PropMask is exported through :meth:`PropMaskNet.forward_indexed`, the call
-:class:`~pam_monai.inferers.PropagationInferer` makes, with the number of guiding slices ``G`` and of query slices
-``N`` left dynamic; Box2Mask with a dynamic batch. The loaders return small modules that the inferers accept in
+The exported graphs (written by MONAI's ``convert_to_torchscript`` / ``convert_to_onnx``) take the same inputs as
+the eager networks and give the same logits (TorchScript: the same kernels; ONNX Runtime: within ~1e-5). PropMask
+is exported through :meth:`PropMaskNet.forward_indexed`, the call :class:`~pam_monai.inferers.PropagationInferer`
+makes, with the number of guiding slices ``G`` and of query slices ``N`` left dynamic; Box2Mask with a dynamic
+batch. The loaders return small modules that the inferers accept in
 place of the eager networks::
 
     export_onnx(propmask, "propmask.onnx"); export_onnx(box2mask, "box2mask.onnx")
@@ -22,6 +23,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import torch
+from monai.networks.utils import convert_to_onnx, convert_to_torchscript
 from torch import nn
 
 from pam_monai.networks.box2mask import Box2MaskNet
@@ -158,20 +160,23 @@ def _exported(run: Any, meta: dict[str, Any], device: str | torch.device = "cpu"
 
 
 def export_torchscript(network: nn.Module, path: str | os.PathLike | None = None) -> torch.jit.ScriptModule:
-    """Trace ``network`` (eval mode, current device) with ``torch.jit.trace``; save it to ``path`` if given.
+    """Trace ``network`` (eval mode, current device) with MONAI's ``convert_to_torchscript``; save it to ``path``.
 
     The trace keeps the batch sizes (``G`` and ``N`` for PropMask) dynamic; the input side is fixed to the
     network's ``input_size``. The saved file records the kind and input size (``load_torchscript`` reads them).
     """
     meta = _meta(network)
-    wrapped = _wrapped(network)
-    with torch.no_grad(), warnings.catch_warnings():
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=DeprecationWarning)
         warnings.simplefilter("ignore", category=torch.jit.TracerWarning)  # shape checks inside instance norm
-        traced = torch.jit.trace(wrapped, _example_inputs(network), check_trace=False)
-        if path is not None:
-            torch.jit.save(traced, str(path), _extra_files={"pam_monai.json": json.dumps(meta)})
-    return traced
+        return convert_to_torchscript(
+            _wrapped(network),
+            filename_or_obj=None if path is None else str(path),
+            extra_files={"pam_monai.json": json.dumps(meta)},
+            use_trace=True,
+            inputs=_example_inputs(network),
+            check_trace=False,
+        )
 
 
 def load_torchscript(path: str | os.PathLike, device: str | torch.device = "cpu") -> nn.Module:
@@ -191,7 +196,10 @@ def load_torchscript(path: str | os.PathLike, device: str | torch.device = "cpu"
 
 
 def export_onnx(network: nn.Module, path: str | os.PathLike, opset: int = 17) -> Path:
-    """Write ``network`` as ONNX (dynamic batch sizes; fixed input side) with the kind and input size as metadata."""
+    """Write ``network`` as ONNX with MONAI's ``convert_to_onnx`` (dynamic batch sizes; fixed input side).
+
+    The kind and input size are stored as model metadata (``load_onnx`` reads them).
+    """
     try:
         import onnx
     except ImportError as error:  # pragma: no cover - depends on the optional extra
@@ -208,19 +216,18 @@ def export_onnx(network: nn.Module, path: str | os.PathLike, opset: int = 17) ->
     else:
         names = ["image"]
         dynamic = {"image": {0: "B"}, **{name: {0: "B"} for name in outputs}}
-    with torch.no_grad(), warnings.catch_warnings():
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript-based exporter's deprecation and instance-norm notes
-        torch.onnx.export(
+        model = convert_to_onnx(
             _wrapped(network),
             _example_inputs(network),
-            str(path),
-            dynamo=False,
             input_names=names,
             output_names=outputs,
-            dynamic_axes=dynamic,
             opset_version=opset,
+            dynamic_axes=dynamic,
+            filename=str(path),
+            dynamo=False,
         )
-    model = onnx.load(str(path))
     onnx.helper.set_model_props(model, {"pam_monai": json.dumps(meta)})
     onnx.save(model, str(path))
     return path
