@@ -122,13 +122,15 @@ def segment_case(
     save_label_image(result.labels, np.asarray(volume.affine), output)
     if preview:
         prompt_slices = sorted({s for slices in result.prompt_slices.values() for s in slices})
-        save_preview(volume.numpy(), result.labels.numpy(), result.axis, prompt_slices, preview)
+        guides = {label: {k: m.cpu().numpy() for k, m in masks.items()} for label, masks in result.guides.items()}
+        save_preview(volume.numpy(), result.labels.numpy(), result.axis, prompt_slices, preview, guides=guides)
     summary["seconds"]["write"] = round(time.perf_counter() - write_start, 4)
     summary["seconds"]["total"] = round(time.perf_counter() - started, 4)
+    seconds = summary["seconds"]
+    first = {"startup": round(startup_seconds, 4)} if startup_seconds is not None else {}
+    summary["seconds"] = first | {"read": seconds.pop("read")} | seconds  # in the order they ran
     if startup_seconds is not None:
-        total = summary["seconds"]["total"]
-        summary["seconds"] = {"startup": round(startup_seconds, 4), **summary["seconds"]}
-        summary["seconds"]["wall"] = round(startup_seconds + total, 4)
+        summary["seconds"]["wall"] = round(startup_seconds + seconds["total"], 4)
     add_extents(summary)
     summary["output"] = str(output)
     if report:
