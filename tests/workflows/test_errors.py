@@ -1,18 +1,20 @@
-"""Bad input stops a bundle run with one line; anything else keeps its traceback."""
+"""The bad input behind wrapped exceptions is found and stops a caller with one line; anything else keeps its traceback."""
 
 from __future__ import annotations
 
 import pytest
-from ignite.engine import Engine
 from monai.data import Dataset
 from monai.transforms import Compose, LoadImaged
 
-from pam_monai.data.datalist import DatalistError
-from pam_monai.data.io import ImageError
-from pam_monai.errors import PromptError
-from pam_monai.inferers import InferenceSettingError
-from pam_monai.networks.checkpoint import CheckpointError
-from pam_monai.workflows.errors import StopOnInputError, TrainingSetupError, exit_on_error, input_error_message
+from pam_monai.errors import (
+    CheckpointError,
+    DatalistError,
+    ImageError,
+    InferenceSettingError,
+    PromptError,
+    TrainingSetupError,
+)
+from pam_monai.workflows.errors import causes, exit_on_error, input_error_message
 
 
 def _wrapped(error: Exception) -> RuntimeError:
@@ -59,20 +61,11 @@ def test_exit_on_error_passes_results_and_stops_on_input() -> None:
         exit_on_error(lambda: (_ for _ in ()).throw(PromptError("slice 3 is blank")))
 
 
-def _engine(error: Exception) -> Engine:
-    def step(engine: Engine, batch: int) -> None:
-        raise error
-
-    engine = Engine(step)
-    StopOnInputError().attach(engine)
-    return engine
-
-
-def test_handler_stops_the_engine_with_one_line() -> None:
-    with pytest.raises(SystemExit, match="^error: the image contains NaN"):
-        _engine(ImageError("the image contains NaN or infinite intensities.")).run([1, 2], max_epochs=1)
-
-
-def test_handler_lets_bugs_through_unchanged() -> None:
-    with pytest.raises(ZeroDivisionError, match="bug"):
-        _engine(ZeroDivisionError("bug")).run([1, 2], max_epochs=1)
+def test_causes_follow_each_link_once() -> None:
+    outer = _wrapped(PromptError("x"))
+    chain = list(causes(outer))
+    assert len(chain) == 3 and isinstance(chain[-1], PromptError)
+    loop = RuntimeError("a")
+    loop.__context__ = RuntimeError("b")
+    loop.__context__.__context__ = loop
+    assert len(list(causes(loop))) == 2
