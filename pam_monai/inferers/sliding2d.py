@@ -6,9 +6,10 @@
 * Guides: one crop of the window size centred on each annotated instance (at most ``max_guides``, spread over
   the range of instance areas), carrying the annotation inside the crop, so query windows and guides show
   objects at the same scale.
-* Windows are processed one row of windows at a time; the foreground probability is accumulated (sum, then
-  divided by the window coverage) in a buffer one window high, and every finished band of rows is handed on.
-  Memory is O(window x image width), whatever the image height.
+* Windows are processed one row of windows at a time by MONAI's ``PatchInferer`` (``SlidingWindowSplitter`` along
+  the row, ``AvgMerger`` averaging overlapping windows); the rows are averaged where they overlap in a buffer one
+  window high, and every finished band of rows is handed on. Memory is O(window x image width), whatever the image
+  height.
 * Instances: threshold, morphological opening, 8-connected components, labelled strip by strip (the opening
   sees a halo of neighbouring rows, so strips give exactly the whole-image result) and merged across strips.
 """
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from monai.inferers import AvgMerger, PatchInferer, SlidingWindowSplitter
 from scipy import ndimage
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
@@ -142,6 +144,19 @@ class _Region:
     def read(self, top: int, left: int, height: int, width: int, fill: float = 0.0) -> np.ndarray: ...
 
 
+class _WindowProbability:
+    """The guided foreground probability of raw image windows ``(B, 1, side, side)``, at their own size, on CPU."""
+
+    def __init__(self, network: torch.nn.Module, guides: GuideBatch, side: int) -> None:
+        self.network, self.guides, self.side = network, guides, side
+
+    def __call__(self, windows: torch.Tensor) -> torch.Tensor:
+        batch = self.guides
+        queries = apply_window(resize(windows, batch.size), *batch.window)
+        probability = guided_probability(self.network, batch, queries)
+        return resize(probability[:, None].float(), self.side).clamp(0, 1).cpu()
+
+
 @torch.inference_mode()
 def stitch_probability(
     reader: _Region,
@@ -153,11 +168,18 @@ def stitch_probability(
 ) -> None:
     """Sliding-window foreground probability, averaged where windows overlap, emitted band by band.
 
+    Windows of side ``guides.window`` at half-window strides (the last one of a row or column may overhang the
+    image, filled with the guides' window low value). Each row of windows is one full-width band read from
+    ``reader`` and run through MONAI's ``PatchInferer`` (``SlidingWindowSplitter`` along the band, ``AvgMerger``
+    averaging the overlaps); consecutive bands are averaged where they overlap, and every finished band of rows is
+    handed on, so memory stays O(window x image width) whatever the image height.
+
     Args:
         reader: the image, read region by region.
         network: PropMask (``forward_indexed``).
         guides: from :func:`instance_guides`.
-        emit: called as ``emit(first_row, probability_rows)`` with consecutive, complete full-width bands.
+        emit: called as ``emit(first_row, probability_rows)`` with consecutive, complete full-width bands
+            (float32 ``(rows, width)``).
         batch_size: windows per forward pass (each paired with every guide).
         progress: show a progress bar (stderr).
     """
@@ -165,26 +187,25 @@ def stitch_probability(
     side, batch = guides.window, guides.batch
     stride = max(1, side // 2)
     tops, lefts = window_starts(height, side, stride), window_starts(width, side, stride)
-    rows_covered, cols_covered = _coverage(height, tops, side), _coverage(width, lefts, side)
-    total = np.zeros((side, lefts[-1] + side), dtype=np.float32)
-    lo, hi = batch.window
+    rows_covered = _coverage(height, tops, side)
+    band_width = lefts[-1] + side
+    inferer = PatchInferer(
+        splitter=SlidingWindowSplitter(patch_size=(side, side), overlap=(0, side - stride), pad_mode=None),
+        merger_cls=AvgMerger,
+        batch_size=batch_size,
+    )
+    probability = _WindowProbability(network, batch, side)
+    total = np.zeros((side, band_width), dtype=np.float32)
     bar = tqdm(total=len(tops) * len(lefts), disable=not progress, unit="window", desc="windows")
     try:
         for k, top in enumerate(tops):
-            for start in range(0, len(lefts), batch_size):
-                chunk = lefts[start : start + batch_size]
-                region = reader.read(top, chunk[0], side, chunk[-1] + side - chunk[0], fill=lo)
-                crops = np.stack([region[:, c - chunk[0] : c - chunk[0] + side] for c in chunk])
-                queries = apply_window(resize(torch.from_numpy(crops)[:, None], batch.size), lo, hi)
-                probability = guided_probability(network, batch, queries)
-                probability = resize(probability[:, None].float(), side)[:, 0].clamp(0, 1).cpu().numpy()
-                for c, p in zip(chunk, probability):
-                    total[:, c : c + side] += p
-                bar.update(len(chunk))
+            region = reader.read(top, 0, side, band_width, fill=batch.window[0])
+            band = torch.from_numpy(np.ascontiguousarray(region, dtype=np.float32))[None, None]
+            total += inferer(band, probability)[0, 0].numpy()
+            bar.update(len(lefts))
             end = height if k == len(tops) - 1 else min(top + stride, height)
             if end > top:
-                band = total[: end - top, :width] / (rows_covered[top:end, None] * cols_covered[None, :])
-                emit(top, band)
+                emit(top, total[: end - top, :width] / rows_covered[top:end, None])
             total[: side - stride] = total[stride:]
             total[side - stride :] = 0.0
     finally:
