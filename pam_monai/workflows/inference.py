@@ -1,4 +1,4 @@
-"""Glue that lets MONAI's ``SupervisedEvaluator`` run prompted propagation and write its results."""
+"""Writing prompted propagation results from MONAI engines (the bundle's inference section, MONAI Label)."""
 
 from __future__ import annotations
 
@@ -17,46 +17,7 @@ from monai.transforms import MapTransform
 from pam_monai.cli.preview import save_preview
 from pam_monai.data.io import save_label_image, voxel_volume_ml, write_atomic
 
-__all__ = ["SavePropagationResultsd", "prepare_prompt_batch"]
-
-
-def _first(value: Any) -> Any:
-    """Undo the DataLoader's batching of one item (lists of one, tensors of one)."""
-    if isinstance(value, (list, tuple)) and len(value) == 1:
-        return value[0]
-    return value
-
-
-def _unbatch_args(args: Mapping[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in args.items():
-        if key == "mask_prompt":
-            out[key] = value[0] if isinstance(value, torch.Tensor) and value.ndim == 4 else value
-        elif key in ("box", "box3d"):
-            out[key] = tuple(int(_first(v)) for v in value)
-        else:
-            out[key] = int(_first(value)) if isinstance(_first(value), (int, torch.Tensor, np.integer)) else value
-    return out
-
-
-def prepare_prompt_batch(
-    batchdata: Mapping[str, Any], device: str | torch.device | None = None, non_blocking: bool = False, **kwargs: Any
-) -> tuple[torch.Tensor, torch.Tensor | None, tuple, dict[str, Any]]:
-    """``prepare_batch`` for ``SupervisedEvaluator``: the image goes to the inferer, the prompt as keywords.
-
-    Expects a batch of one item (propagation works per volume) with ``image`` and ``prompt_args`` (from
-    :class:`~pam_monai.transforms.LoadPromptd`) and optionally ``label``.
-    """
-    image = batchdata["image"]
-    if image.shape[0] != 1:
-        raise ValueError(f"prompted propagation runs one volume at a time; got a batch of {image.shape[0]}.")
-    label = batchdata.get("label")
-    return (
-        image.to(device=device, non_blocking=non_blocking) if device is not None else image,
-        label,
-        (),
-        _unbatch_args(batchdata["prompt_args"]),
-    )
+__all__ = ["SavePropagationResultsd"]
 
 
 class SavePropagationResultsd(MapTransform):
