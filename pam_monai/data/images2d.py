@@ -12,6 +12,7 @@ import os
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import nibabel as nib
 import numpy as np
@@ -19,23 +20,64 @@ import tifffile
 from PIL import Image
 
 from pam_monai.data.io import ImageReadError, write_atomic
-from pam_monai.inferers.set2d import to_grey
+from pam_monai.errors import Propagate2DError
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = [
     "IMAGE_SUFFIXES",
     "ArrayRegionReader",
     "TiffRegionReader",
+    "binary_mask2d",
     "image_suffix",
     "open_region_reader",
     "probe_image2d",
     "read_image2d",
     "read_mask2d",
+    "to_grey",
     "write_label_tiff",
     "write_mask_png",
 ]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".nii", ".nii.gz")
 TIFF_SUFFIXES = (".tif", ".tiff")
+
+
+def to_grey(image: np.ndarray | torch.Tensor, name: str = "image") -> np.ndarray:
+    """A 2D float32 array; channel-last RGB(A) becomes luminance (ITU-R 601: 0.299 R + 0.587 G + 0.114 B).
+
+    Raises:
+        Propagate2DError: when the array is not a 2D image (optionally with 1-4 trailing channels).
+    """
+    array = np.asarray(image.detach().cpu() if hasattr(image, "detach") else image)  # torch without importing it
+    if array.ndim == 3 and array.shape[-1] == 1:
+        array = array[..., 0]
+    if array.ndim == 3 and array.shape[-1] in (3, 4):
+        rgb = array[..., :3].astype(np.float64)
+        array = rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114
+    elif array.ndim == 3 and array.shape[-1] == 2:  # grey + alpha
+        array = array[..., 0]
+    if array.ndim != 2 or min(array.shape) < 1:
+        raise Propagate2DError(f"{name}: expected a 2D image (optionally RGB), got shape {tuple(array.shape)}.")
+    array = array.astype(np.float32)
+    if not np.isfinite(array).all():
+        raise Propagate2DError(f"{name}: the image contains NaN or infinite intensities.")
+    return array
+
+
+def binary_mask2d(mask: np.ndarray | torch.Tensor, name: str = "mask") -> np.ndarray:
+    """A 2D boolean mask: nonzero marks the object (channel-last masks: nonzero in any channel).
+
+    Raises:
+        Propagate2DError: when the array is not a 2D mask (optionally with 1-4 trailing channels).
+    """
+    array = np.asarray(mask.detach().cpu() if hasattr(mask, "detach") else mask)
+    if array.ndim == 3 and array.shape[-1] in (1, 2, 3, 4):
+        array = (array != 0).any(axis=-1)
+    if array.ndim != 2:
+        raise Propagate2DError(f"{name}: expected a 2D mask, got shape {tuple(array.shape)}.")
+    return array != 0
 
 
 def image_suffix(path: str | os.PathLike) -> str | None:

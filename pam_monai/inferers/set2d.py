@@ -15,6 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from pam_monai.data.images2d import binary_mask2d, to_grey
 from pam_monai.errors import Propagate2DError
 from pam_monai.inferers.box2mask import foreground_probability
 from pam_monai.inferers.propagation_parts import network_device, network_input_size
@@ -58,37 +59,6 @@ class GuideBatch:
         return int(self.images.shape[-1])
 
 
-def to_grey(image: np.ndarray | torch.Tensor, name: str = "image") -> np.ndarray:
-    """A 2D float32 array; channel-last RGB(A) becomes luminance (ITU-R 601: 0.299 R + 0.587 G + 0.114 B).
-
-    Raises:
-        Propagate2DError: when the array is not a 2D image (optionally with 1-4 trailing channels).
-    """
-    array = np.asarray(image.detach().cpu() if isinstance(image, torch.Tensor) else image)
-    if array.ndim == 3 and array.shape[-1] == 1:
-        array = array[..., 0]
-    if array.ndim == 3 and array.shape[-1] in (3, 4):
-        rgb = array[..., :3].astype(np.float64)
-        array = rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114
-    elif array.ndim == 3 and array.shape[-1] == 2:  # grey + alpha
-        array = array[..., 0]
-    if array.ndim != 2 or min(array.shape) < 1:
-        raise Propagate2DError(f"{name}: expected a 2D image (optionally RGB), got shape {tuple(array.shape)}.")
-    array = array.astype(np.float32)
-    if not np.isfinite(array).all():
-        raise Propagate2DError(f"{name}: the image contains NaN or infinite intensities.")
-    return array
-
-
-def _as_mask(mask: np.ndarray | torch.Tensor, name: str) -> np.ndarray:
-    array = np.asarray(mask.detach().cpu() if isinstance(mask, torch.Tensor) else mask)
-    if array.ndim == 3 and array.shape[-1] in (1, 2, 3, 4):
-        array = (array != 0).any(axis=-1)
-    if array.ndim != 2:
-        raise Propagate2DError(f"{name}: expected a 2D mask, got shape {tuple(array.shape)}.")
-    return array != 0
-
-
 def check_guides(
     guides: Sequence[tuple[np.ndarray | torch.Tensor, np.ndarray | torch.Tensor]],
     names: Sequence[str] | None = None,
@@ -99,7 +69,7 @@ def check_guides(
     checked = []
     for i, (image, mask) in enumerate(guides):
         name = names[i] if names is not None else f"guide {i}"
-        grey, binary = to_grey(image, name), _as_mask(mask, name)
+        grey, binary = to_grey(image, name), binary_mask2d(mask, name)
         if grey.shape != binary.shape:
             raise Propagate2DError(
                 f"{name}: the image ({grey.shape[0]}x{grey.shape[1]}) and its mask "
