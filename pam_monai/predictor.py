@@ -1,9 +1,15 @@
-"""A stateful predictor: load the networks once, set one image, segment many prompts on it."""
+"""A stateful predictor: load the networks once, set one image, segment many prompts on it, and correct results.
+
+Each object (label value) segmented on the current image has a session: its guides (the slices that steer it) and
+the steps that changed it. :meth:`PAMPredictor.refine` adds corrected slices as guides and recomputes only the
+slices they can change (see :mod:`pam_monai.inferers.refinement`); :meth:`PAMPredictor.undo` takes a step back.
+"""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -13,13 +19,27 @@ from monai.data.utils import affine_to_spacing
 from torch import nn
 
 from pam_monai.data.io import ImageError, load_image, voxel_volume_ml
+from pam_monai.errors import PromptError, SessionError
 from pam_monai.inferers.propagation import PropagationInferer, PropagationResult
+from pam_monai.inferers.refinement import implied_guides, refine_object
 from pam_monai.networks.checkpoint import CheckpointError, build_network_from_checkpoint
 from pam_monai.networks.weights import DEFAULT_BOX2MASK, DEFAULT_PROPMASK, default_checkpoints
-from pam_monai.prompts.core import plane_axes
+from pam_monai.prompts.clicks import correct_plane
+from pam_monai.prompts.core import mask_prompts_from_volume, plane_axes, validate_box
 from pam_monai.prompts.slicer_roi import read_slicer_roi, roi_prompt
 
-__all__ = ["DEFAULT_BOX2MASK", "DEFAULT_PROPMASK", "PAMPredictor", "default_checkpoints"]
+__all__ = ["DEFAULT_BOX2MASK", "DEFAULT_PROPMASK", "ObjectSession", "PAMPredictor", "default_checkpoints"]
+
+
+@dataclass
+class ObjectSession:
+    """One object's interactive state on the current image: its ``guides`` (slice -> ``(H, W)`` bool mask along
+    ``axis``) and ``history``, per step the guides before it and the slices it changed with their old content."""
+
+    label: int
+    axis: int
+    guides: dict[int, torch.Tensor]
+    history: list[tuple[dict[int, torch.Tensor], int, int, torch.Tensor]] = field(default_factory=list)
 
 
 class PAMPredictor:
@@ -36,6 +56,11 @@ class PAMPredictor:
         predictor = PAMPredictor.from_checkpoints()
         predictor.set_image("ct.nii.gz")
         result = predictor.segment(box=(100, 120, 160, 190), slice_index=42)
+        result = predictor.refine(result, clicks=[(130, 150, 50, +1)])  # a foreground click on slice 50
+        result = predictor.undo()  # back to the first result
+
+    ``segment`` opens (or replaces) the session of each object it returns; ``refine`` corrects one and
+    ``undo`` goes back a step (at most ``max_undo`` steps are kept).
     """
 
     def __init__(
@@ -45,8 +70,13 @@ class PAMPredictor:
         box2mask: nn.Module | None = None,
         inferer: PropagationInferer | None = None,
         device: str | torch.device = "cpu",
+        max_undo: int = 20,
     ) -> None:
         self.device = torch.device(device)
+        self.max_undo = int(max_undo)
+        self.sessions: dict[int, ObjectSession] = {}
+        self._steps: list[list[int]] = []  # per undoable step (a refine call), the labels it changed, oldest first
+        self._current: torch.Tensor | None = None
         self.propmask = propmask.to(self.device).eval()
         self.box2mask = box2mask.to(self.device).eval() if box2mask is not None else None
         self.inferer = inferer or PropagationInferer()
@@ -92,6 +122,7 @@ class PAMPredictor:
         if not bool(torch.isfinite(image.as_tensor()).all()):
             raise ImageError("the image contains NaN or infinite intensities.")
         self.image = image
+        self.sessions, self._steps, self._current = {}, [], None
         return image
 
     @property
@@ -110,26 +141,31 @@ class PAMPredictor:
         axis: int = 2,
         thickness_mm: float | None = None,
         label: int = 1,
+        boxes: Sequence[tuple[Sequence[int], int]] | None = None,
     ) -> PropagationResult:
-        """Segment the prompted object(s) in the current image; see :class:`PropagationInferer`."""
+        """Segment the prompted object(s) in the current image (see :meth:`PropagationInferer.propagate`: masks on
+        any slices, boxes on several slices, or a 3D box) and open a session for each object found."""
         if self.image is None:
             raise RuntimeError("call set_image() before segment().")
         plane_axes(axis)
-        if (box is not None or box3d is not None) and self.box2mask is None:
+        if (box is not None or box3d is not None or boxes) and self.box2mask is None:
             raise CheckpointError("box prompts need Box2Mask weights; none were loaded.")
-        return self.inferer.propagate(
+        result = self.inferer.propagate(
             self.image,
             self.propmask,
             self.box2mask,
             mask_prompt=mask_prompt,
             box=box,
             slice_index=slice_index,
+            boxes=boxes,
             box3d=box3d,
             axis=axis,
             spacing=self.spacing,
             label=label,
             thickness_mm=thickness_mm,
         )
+        self._open(result.labels, axis, result.guides)
+        return result
 
     def roi_prompt(self, roi: str | os.PathLike) -> dict[str, Any]:
         """A 3D Slicer ROI markup (``.mrk.json``) as keywords for :meth:`segment` on the current image's grid:
@@ -138,6 +174,271 @@ class PAMPredictor:
         if self.image is None:
             raise RuntimeError("call set_image() before roi_prompt().")
         return roi_prompt(read_slicer_roi(roi), np.asarray(self.image.affine), tuple(self.image.shape))
+
+    def _open(self, labels: torch.Tensor, axis: int, guides: Mapping[int, Mapping[int, torch.Tensor]]) -> None:
+        """Open (or replace) the session of every object in ``guides``; ``labels`` becomes the current result."""
+        for lab, own in guides.items():
+            self.sessions[int(lab)] = ObjectSession(int(lab), axis, {int(k): m.cpu().bool() for k, m in own.items()})
+        self._steps = [kept for step in self._steps if (kept := [lab for lab in step if lab not in guides])]
+        self._current = labels
+
+    def open_session(
+        self,
+        previous: torch.Tensor | np.ndarray,
+        axis: int = 2,
+        guides: Mapping[int, Sequence[int]] | None = None,
+    ) -> PropagationResult:
+        """Start correcting a result made earlier (e.g. a saved label image) on the current image.
+
+        Args:
+            previous: ``(X, Y, Z)`` label volume on the image's grid.
+            axis: the axis its objects were propagated along.
+            guides: per label, the slices that guided it (e.g. a report's ``prompt_slices``); a label without a
+                record gets its largest slice (where a user prompts first). The guides keep the result's masks.
+
+        Returns:
+            the previous result as a :class:`PropagationResult`, to pass to :meth:`refine`.
+        """
+        image = self._need_image("open_session")
+        plane_axes(axis)
+        labels = torch.as_tensor(np.asarray(previous) if not isinstance(previous, torch.Tensor) else previous)
+        labels = labels.reshape(labels.shape[-3:]) if labels.ndim == 4 and labels.shape[0] == 1 else labels
+        if tuple(labels.shape) != tuple(image.shape):
+            raise PromptError(
+                f"the previous result's grid {tuple(labels.shape)} differs from the image's {tuple(image.shape)}."
+            )
+        labels = labels.round().to(torch.int16)
+        moved = labels.movedim(axis, 0)
+        found: dict[int, dict[int, torch.Tensor]] = {}
+        for lab in (int(v) for v in torch.unique(labels).tolist() if v > 0):
+            recorded = [int(k) for k in (guides or {}).get(lab, ()) if 0 <= int(k) < moved.shape[0]]
+            own = {k: moved[k] == lab for k in recorded if bool((moved[k] == lab).any())}
+            found[lab] = own or implied_guides(labels, lab, axis)
+        self._open(labels, axis, found)
+        return self._result(labels, axis)
+
+    def _need_image(self, what: str) -> MetaTensor:
+        if self.image is None:
+            raise RuntimeError(f"call set_image() before {what}().")
+        return self.image
+
+    def _result(self, labels: torch.Tensor, axis: int, predicted: int = 0) -> PropagationResult:
+        present = {int(v) for v in torch.unique(labels).tolist() if v > 0}
+        guides = {lab: dict(s.guides) for lab, s in sorted(self.sessions.items()) if lab in present or s.guides}
+        result = PropagationResult(labels=labels, slices_predicted=predicted, axis=axis, guides=guides)
+        result.prompt_slices = {lab: sorted(own) for lab, own in guides.items()}
+        return result
+
+    def corrections(
+        self,
+        labels: torch.Tensor,
+        axis: int,
+        *,
+        mask_slices: torch.Tensor | np.ndarray | None = None,
+        clicks: Sequence[Sequence[int]] | None = None,
+        box: Sequence[int] | None = None,
+        slice_index: int | None = None,
+        boxes: Sequence[tuple[Sequence[int], int]] | None = None,
+        label: int | None = None,
+    ) -> dict[int, dict[int, torch.Tensor]]:
+        """Per label, the corrected slices' masks: drawn (``mask_slices``, a label volume nonzero on the corrected
+        slices), Box2Mask's answer to each box, or the current slice mask (from ``labels``) edited by the clicks
+        ``(i, j, k, +1 | -1)`` with :func:`~pam_monai.prompts.clicks.correct_plane`. Boxes and clicks are for
+        ``label`` (default: the only object with a session, else 1)."""
+        image = self._need_image("refine")
+        shape = tuple(image.shape)
+        rows, cols = plane_axes(axis)
+        if label is None:
+            label = next(iter(self.sessions)) if len(self.sessions) == 1 else 1
+        found: dict[int, dict[int, torch.Tensor]] = {}
+        if mask_slices is not None:
+            drawn = torch.as_tensor(
+                np.asarray(mask_slices) if not isinstance(mask_slices, torch.Tensor) else mask_slices
+            )
+            drawn = drawn.reshape(drawn.shape[-3:]) if drawn.ndim == 4 and drawn.shape[0] == 1 else drawn
+            if tuple(drawn.shape) != shape:
+                raise PromptError(f"the correction's grid {tuple(drawn.shape)} differs from the image's {shape}.")
+            if not bool(drawn.any()):
+                raise PromptError("the correction is empty: no nonzero voxel in the corrected slices.")
+            for p in mask_prompts_from_volume(drawn, axis):
+                found.setdefault(p.label, {})[p.slice_index] = p.mask
+        box_list = [(tuple(int(v) for v in b), int(k)) for b, k in boxes or ()]
+        if box is not None:
+            if slice_index is None:
+                raise PromptError("a box correction needs the index of its slice (slice_index).")
+            box_list.append((tuple(int(v) for v in box), int(slice_index)))
+        if box_list and self.box2mask is None:
+            raise CheckpointError("box prompts need Box2Mask weights; none were loaded.")
+        volume = image.as_tensor().to(torch.float32)
+        for b, k in box_list:
+            validate_box(b, k, shape, axis)  # type: ignore[arg-type]
+            plane = volume.movedim(axis, 0)[k].to(self.device)
+            mask = self.inferer.box2mask_inferer(plane, self.box2mask, box=b)
+            found.setdefault(label, {})[k] = mask.cpu().bool()
+        if clicks is not None:
+            clicks = [tuple(int(v) for v in c) for c in clicks]
+            if not clicks:
+                raise PromptError("the correction is empty: no click given.")
+            by_slice: dict[int, list[tuple[int, ...]]] = {}
+            for click in clicks:
+                if len(click) != 4 or click[3] not in (1, -1):
+                    raise PromptError(f"a click is (i, j, k, +1 or -1), got {click}.")
+                if not all(0 <= v < n for v, n in zip(click[:3], shape)):
+                    raise PromptError(f"click {click[:3]} lies outside the image of shape {shape}.")
+                by_slice.setdefault(click[axis], []).append(click)
+            for k, own in sorted(by_slice.items()):
+                current = found.get(label, {}).get(k)
+                if current is None:
+                    current = labels.movedim(axis, 0)[k] == label
+                plane = volume.movedim(axis, 0)[k].numpy()
+                positive = [(c[rows], c[cols]) for c in own if c[3] > 0]
+                negative = [(c[rows], c[cols]) for c in own if c[3] < 0]
+                edited = correct_plane(current.numpy(), plane, positive, negative)
+                found.setdefault(label, {})[k] = torch.from_numpy(np.asarray(edited, dtype=bool))
+        if not found:
+            raise PromptError("the correction is empty: give mask_slices, a box or clicks.")
+        return found
+
+    def refine(
+        self,
+        result: PropagationResult,
+        *,
+        mask_slices: torch.Tensor | np.ndarray | None = None,
+        clicks: Sequence[Sequence[int]] | None = None,
+        box: Sequence[int] | None = None,
+        slice_index: int | None = None,
+        boxes: Sequence[tuple[Sequence[int], int]] | None = None,
+        label: int | None = None,
+    ) -> PropagationResult:
+        """Correct ``result`` (from :meth:`segment`, :meth:`open_session` or an earlier :meth:`refine`).
+
+        Each corrected slice becomes a guide of its object and keeps its mask; only the slices between its
+        neighbouring guides (to the volume's end beyond an outermost one) are recomputed, the rest of ``result``
+        is kept voxel for voxel (see :func:`~pam_monai.inferers.refinement.refine_object`). See
+        :meth:`corrections` for the kinds of correction; they may be combined.
+
+        Raises:
+            PromptError: an empty correction, a slice or click outside the image, a correction on another grid.
+            SessionError: a correction for a label that ``result`` does not have.
+        """
+        image = self._need_image("refine")
+        axis = result.axis
+        if tuple(result.labels.shape) != tuple(image.shape):
+            raise SessionError(
+                f"the result's grid {tuple(result.labels.shape)} is not the current image's "
+                f"{tuple(image.shape)}: segment it on this image first."
+            )
+        present = {int(v) for v in torch.unique(result.labels).tolist() if v > 0} | set(self.sessions)
+        found = self.corrections(
+            result.labels,
+            axis,
+            mask_slices=mask_slices,
+            clicks=clicks,
+            box=box,
+            slice_index=slice_index,
+            boxes=boxes,
+            label=label,
+        )
+        missing = sorted(set(found) - present)
+        if missing:
+            raise SessionError(
+                f"the correction is for label {missing[0]}, which the result does not have "
+                f"(labels {sorted(present)}); segment that object first."
+            )
+        labels, predicted, step = result.labels, 0, []
+        for lab, masks in sorted(found.items()):
+            session = self.sessions.get(lab)
+            if session is None or session.axis != axis:
+                session = ObjectSession(lab, axis, implied_guides(labels, lab, axis))
+                self.sessions[lab] = session
+            before = labels
+            labels, guides, ranges, count = refine_object(
+                self.inferer,
+                image.as_tensor(),
+                self.propmask,
+                labels,
+                lab,
+                session.guides,
+                masks,
+                axis=axis,
+                spacing=self.spacing,
+            )
+            predicted += count
+            lo, hi = ranges[0][0], ranges[-1][1]
+            session.history.append((session.guides, lo, hi, before.movedim(axis, 0)[lo : hi + 1].clone()))
+            session.guides = guides
+            step.append(lab)
+        self._steps.append(step)
+        if len(self._steps) > self.max_undo:
+            for oldest in self._steps.pop(0):
+                self.sessions[oldest].history.pop(0)
+        self._current = labels
+        return self._result(labels, axis, predicted)
+
+    def undo(self, label: int | None = None) -> PropagationResult:
+        """Go back one step (the latest :meth:`refine`, or only ``label``'s latest correction) and return the
+        result as it was.
+
+        Raises:
+            SessionError: when there is nothing to undo.
+        """
+        steps = [i for i, step in enumerate(self._steps) if label is None or label in step]
+        if not steps or self._current is None:
+            which = "" if label is None else f" for label {label}"
+            raise SessionError(f"nothing to undo{which}: no correction since the last segmentation.")
+        step = self._steps[steps[-1]]
+        undone = list(step) if label is None else [label]
+        labels = self._current.clone()
+        axis = self.sessions[undone[-1]].axis
+        for lab in reversed(undone):  # the reverse of the order refine applied them
+            session = self.sessions[lab]
+            guides, lo, hi, old = session.history.pop()
+            slab = labels.movedim(session.axis, 0)[lo : hi + 1]
+            slab[slab == lab] = 0
+            slab[(old == lab) & (slab == 0)] = lab
+            session.guides = guides
+            step.remove(lab)
+        if not step:
+            self._steps.pop(steps[-1])
+        self._current = labels
+        return self._result(labels, axis)
+
+    def prompt(self, args: Mapping[str, Any], guides: Mapping[int, Sequence[int]] | None = None) -> PropagationResult:
+        """Run a prompt as :func:`~pam_monai.prompts.parse.parse_prompt` and
+        :func:`~pam_monai.prompts.parse.load_prompt_files` return it (what the CLI, the bundle, MONAI Label and
+        Deploy receive): a new segmentation, or a refinement when it has ``previous`` (whose objects' ``guides``
+        are given or implied, see :meth:`open_session`), or only clicks (of this predictor's current result)."""
+        axis = int(args.get("axis", 2))
+        fresh = any(args.get(k) is not None for k in ("mask_prompt", "box", "boxes", "box3d"))
+        if args.get("previous") is not None:
+            base = self.open_session(args["previous"], axis, guides)
+        elif args.get("clicks") and not fresh:
+            if self._current is None:
+                raise SessionError("clicks correct a result: segment the object first, or give the previous result.")
+            label = args.get("label")
+            session = self.sessions.get(label if label is not None else next(iter(self.sessions), -1))
+            base = self._result(self._current, session.axis if session is not None else axis)
+        else:
+            if args.get("clicks"):
+                raise PromptError("clicks correct a result: give them with previous, or on their own after segment.")
+            return self.segment(
+                mask_prompt=args.get("mask_prompt"),
+                box=args.get("box"),
+                slice_index=args.get("slice_index"),
+                boxes=args.get("boxes"),
+                box3d=args.get("box3d"),
+                axis=axis,
+                label=int(args.get("label", 1)),
+            )
+        return self.refine(
+            base,
+            mask_slices=args.get("mask_prompt"),
+            clicks=args.get("clicks"),
+            box=args.get("box"),
+            slice_index=args.get("slice_index"),
+            boxes=args.get("boxes"),
+            label=args.get("label"),
+        )
 
     def report(self, result: PropagationResult, axis: int | None = None) -> dict[str, Any]:
         """Per-object voxels, volume in ml and slices covered (along ``axis``, default the result's own), plus
