@@ -99,3 +99,38 @@ def test_evaluation_section_scores_every_object(dataset: Path, tmp_path: Path) -
     summary = json.loads((tmp_path / "eval" / "summary.json").read_text())
     assert summary["objects"] == len(rows)
     assert "| variant | axis |" in log  # the summary table is printed
+
+
+def test_multi_gpu_evaluate_splits_the_datalist_over_two_gloo_processes_and_gathers_one_table(
+    tmp_path: Path,
+) -> None:
+    data = tmp_path / "data"
+    write_synthetic_datalist(data, 3, shape=(40, 40, 32), seed=21, num_validation=3)
+    torch.save(build_propmask("light", input_size=64).state_dict(), tmp_path / "model.pt")
+    torch.save(build_box2mask("light", input_size=64).state_dict(), tmp_path / "box2mask.pt")
+    common = [
+        "--bundle_root", str(tmp_path / "bundle"), "--dataset_dir", str(data), "--input_size", "64",
+        "--num_workers", "0", "--eval_ckpt_path", str(tmp_path / "model.pt"),
+        "--eval_box2mask_ckpt_path", str(tmp_path / "box2mask.pt"), "--eval_variants", "['mask']",
+    ]  # fmt: skip
+    two = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "monai.bundle",
+        "run", "evaluating", "--config_file", f"['{TRAIN}','{ROOT}/bundle/configs/evaluate.json',"
+        f"'{ROOT}/bundle/configs/multi_gpu_evaluate.json']", *common, "--eval_output_dir", str(tmp_path / "two"),
+    ]  # fmt: skip
+    log = _check(subprocess.run(two, capture_output=True, text=True, timeout=600, env=ENV, cwd=ROOT))
+    assert log.count("| variant | axis |") == 1  # rank 0 prints the summary
+    one = [
+        sys.executable, "-m", "monai.bundle", "run", "evaluating", "--config_file", CONFIGS.format("evaluate.json"),
+        *common, "--eval_output_dir", str(tmp_path / "one"),
+    ]  # fmt: skip
+    _check(subprocess.run(one, capture_output=True, text=True, timeout=600, env=ENV, cwd=ROOT))
+    tables = {}
+    for name in ("one", "two"):
+        with open(tmp_path / name / "per_object.csv", newline="") as handle:
+            tables[name] = [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(handle)]
+    volumes = [row["volume"] for row in tables["one"]]
+    assert len(set(volumes)) == 3 and volumes == sorted(volumes, key=volumes.index)
+    assert tables["two"] == tables["one"]  # every object once, in the datalist's order, with the same scores
+    summary = json.loads((tmp_path / "two" / "summary.json").read_text())
+    assert summary["objects"] == len(tables["one"])

@@ -141,3 +141,61 @@ def test_configs_name_library_functions_only_through_scripts() -> None:
         assert "pam_monai.engines." not in text.replace('"_target_": "pam_monai.engines.', "")
         assert "pam_monai.workflows.errors" not in text
         assert "$import scripts" in json.dumps(json.loads(text).get("run", []))
+
+
+@pytest.mark.parametrize(
+    ("configs", "workflow_type"),
+    [(["inference.json"], "infer"), (["train.json"], "train"), (["train.json", "evaluate.json"], "train")],
+)
+def test_monai_property_checks_pass(bundle_scripts: ModuleType, configs: list[str], workflow_type: str) -> None:
+    from monai.bundle import ConfigWorkflow
+
+    workflow = ConfigWorkflow(
+        config_file=[str(BUNDLE / "configs" / name) for name in configs],
+        workflow_type=workflow_type,
+        logging_file=False,
+        bundle_root=str(BUNDLE),
+    )
+    workflow.initialize()
+    assert workflow.check_properties() == []
+    assert workflow.dataset_dir is None  # a property read through the workflow, as MONAI's tools read it
+
+
+def _bundle_command(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {"PATH": "/usr/bin:/bin", "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "monai.bundle", *args], capture_output=True, text=True, timeout=600, cwd=cwd, env=env
+    )
+
+
+def test_ckpt_export_traces_propmask_through_its_single_input_definition(
+    bundle_scripts: ModuleType, tmp_path: Path
+) -> None:
+    """The zoo's ``ckpt_export``, run from the bundle folder, writes PropMask as TorchScript equal to the eager net."""
+    process = _bundle_command(
+        "ckpt_export", "export_network_def", "--filepath", str(tmp_path / "model.ts"), "--ckpt_file",
+        "models/model.pt", "--meta_file", "configs/metadata.json", "--config_file", "configs/inference.json",
+        "--use_trace", "true", "--input_shape", "[1,6,128,128]", cwd=BUNDLE,
+    )  # fmt: skip
+    assert process.returncode == 0, process.stderr[-2000:]
+    from pam_monai.networks import build_propmask
+
+    network = build_propmask("light")
+    network.load_state_dict(torch.load(BUNDLE / "models" / "model.pt", weights_only=True))
+    eager = bundle_scripts.export.StackedPropMask(network=network).eval()
+    traced = torch.jit.load(str(tmp_path / "model.ts"))
+    x = torch.rand(2, 5, 128, 128)  # other batch and query counts than the trace's
+    x[:, 1] = (x[:, 1] > 0.5).float()
+    with torch.no_grad():
+        expected = eager(x)
+        assert expected.shape == (2 * 3, 2, 128, 128)
+        torch.testing.assert_close(traced(x), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_verify_propmask_run_checks_the_shipped_weights_against_the_metadata(tmp_path: Path) -> None:
+    process = _bundle_command(
+        "run", "verify_propmask", "--config_file", str(BUNDLE / "configs" / "inference.json"),
+        "--bundle_root", str(BUNDLE), cwd=tmp_path,
+    )  # fmt: skip
+    assert process.returncode == 0, process.stderr[-2000:]
+    assert "data shape of PropMask is verified with no error" in process.stdout + process.stderr
