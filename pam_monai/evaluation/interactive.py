@@ -199,8 +199,9 @@ class PromptSegmenter:
         shape: the image's ``(X, Y, Z)`` shape.
         axis: the slices' normal.
         refine: after the first call of an object, pass each new slice to ``predictor.refine(result,
-            mask_slices={index: mask})`` (the predictor keeps the other guides and recomputes only around the new
-            one) instead of segmenting again from all the slices; needs a predictor with ``refine``.
+            mask_slices=...)`` as a prompt volume marking that slice only (the predictor keeps the other guides and
+            recomputes only around the new one) instead of segmenting again from all the slices; needs a predictor
+            with ``refine``.
     """
 
     def __init__(self, *, predictor: Any, shape: Sequence[int], axis: int, refine: bool = False) -> None:
@@ -221,7 +222,7 @@ class PromptSegmenter:
     def __call__(self, slices: Mapping[int, np.ndarray]) -> np.ndarray:
         new = {k: v for k, v in slices.items() if k not in self._given}
         if self.refine and self._result is not None and self._given <= set(slices) and len(new) == 1:
-            self._result = self.predictor.refine(self._result, mask_slices=new)
+            self._result = self.predictor.refine(self._result, mask_slices=slice_prompt(self.shape, new, self.axis))
         else:
             prompt = slice_prompt(self.shape, slices, self.axis)
             self._result = self.predictor.segment(mask_prompt=prompt, axis=self.axis)
@@ -275,8 +276,8 @@ def fill_between_slices(
     moved = np.moveaxis(out, axis, 0)  # a view: writing it writes ``out``
     union = np.logical_or.reduce(list(drawn.values()))
     rows, cols = np.nonzero(union.any(axis=1))[0], np.nonzero(union.any(axis=0))[0]
-    r = slice(max(int(rows[0]) - 2, 0), int(rows[-1]) + 3)
-    c = slice(max(int(cols[0]) - 2, 0), int(cols[-1]) + 3)
+    r = slice(max(int(rows[0]) - 2, 0), min(int(rows[-1]) + 3, union.shape[0]))
+    c = slice(max(int(cols[0]) - 2, 0), min(int(cols[-1]) + 3, union.shape[1]))
     first, last = min(drawn), max(drawn)
     block = np.zeros((last - first + 1, r.stop - r.start, c.stop - c.start), dtype=np.uint8)
     for k, mask in drawn.items():

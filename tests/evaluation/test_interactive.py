@@ -123,6 +123,8 @@ def test_fill_between_slices_interpolates_between_the_outermost_slices_only(axis
     one = fill_between_slices(true_slices(truth, axis, indices[1:2]), truth.shape, axis)
     np.testing.assert_array_equal(one, slice_prompt(truth.shape, true_slices(truth, axis, indices[1:2]), axis) > 0)
     assert not fill_between_slices({3: np.zeros(truth.shape[1:], bool)}, truth.shape, 0).any()
+    # masks that touch the slice's border fill up to it
+    assert fill_between_slices({0: np.ones((4, 5), bool), 2: np.ones((4, 5), bool)}, (3, 4, 5), 0).all()
 
 
 def test_the_random_walker_follows_the_image_from_several_slices_and_keeps_them() -> None:
@@ -152,10 +154,11 @@ class FakePredictor:
         return SimpleNamespace(labels=torch.as_tensor(mask_prompt.astype(np.int16)))
 
     def _refine(self, result, *, mask_slices):  # noqa: ANN001, ANN201
-        self.refined.append(sorted(mask_slices))
+        marked = np.nonzero(mask_slices.any(axis=(0, 1)))[0].tolist()
+        self.refined.append(marked)
         labels = result.labels.clone()
-        for k, mask in mask_slices.items():
-            labels[:, :, k] = torch.as_tensor(mask)
+        for k in marked:
+            labels[:, :, k] = torch.as_tensor(mask_slices[:, :, k].astype(np.int16))
         return SimpleNamespace(labels=labels)
 
 
