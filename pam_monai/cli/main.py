@@ -44,20 +44,45 @@ def _ints(text: str, count: int, name: str) -> tuple[int, ...]:
     return values
 
 
+def _click(text: str) -> tuple[int, int, int, int]:
+    """``I,J,K[,+|-]`` as ``(i, j, k, +1 | -1)``."""
+    parts = text.replace(" ", "").split(",")
+    sign = {"+": 1, "+1": 1, "1": 1, "-": -1, "-1": -1}.get(parts[3]) if len(parts) == 4 else 1
+    if len(parts) not in (3, 4) or sign is None:
+        raise UsageError(f"--click must be I,J,K or I,J,K,+ or I,J,K,- (voxel indices), got {text!r}.")
+    i, j, k = _ints(",".join(parts[:3]), 3, "--click")
+    return i, j, k, sign
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pam-monai", description="PAM: one 2D prompt to a 3D segmentation.")
     commands = parser.add_subparsers(dest="command", required=True)
 
     segment = commands.add_parser("segment", help="segment the object(s) of one prompt in a 3D image")
     segment.add_argument("image", help="NIfTI, NRRD or MHA file, or a DICOM series folder")
-    prompt = segment.add_mutually_exclusive_group(required=True)
-    prompt.add_argument("--mask-prompt", help="label image on the image's grid, nonzero on one slice only")
-    prompt.add_argument("--box", help="I0,J0,I1,J1: inclusive box on --slice (in-plane voxel indices)")
+    prompt = segment.add_argument_group("prompt (a mask and boxes may be mixed; a 3D box or ROI goes alone)")
+    prompt.add_argument(
+        "--mask-prompt", help="label image on the image's grid, nonzero on the annotated slices (any number)"
+    )
+    prompt.add_argument(
+        "--box", action="append", help="I0,J0,I1,J1: inclusive box on its --slice (repeat both for several slices)"
+    )
     prompt.add_argument("--box3d", help="I0,J0,K0,I1,J1,K1: inclusive 3D box (voxel indices)")
     prompt.add_argument(
         "--roi", help="3D Slicer ROI markup (.mrk.json): a solid ROI is a 3D box, a one-slice-thin ROI a 2D box"
     )
-    segment.add_argument("--slice", type=int, help="index of the box's slice along --axis")
+    segment.add_argument(
+        "--slice", type=int, action="append", help="index of the box's slice along --axis (one per --box)"
+    )
+    refine = segment.add_argument_group("correct a previous result (--mask-prompt, --box and --click correct it)")
+    refine.add_argument("--previous", help="a label image written by pam-monai segment, to correct")
+    refine.add_argument(
+        "--previous-report", help="its JSON report: the slices that guided it (default: each object's largest slice)"
+    )
+    refine.add_argument(
+        "--click", action="append", help="I,J,K[,+|-]: a foreground (+, default) or background (-) click (repeatable)"
+    )
+    refine.add_argument("--label", type=int, help="the object --box and --click are for (default: the only one, or 1)")
     segment.add_argument(
         "--axis", type=int, default=2, choices=(0, 1, 2), help="array axis normal to the prompt slice (default 2)"
     )
@@ -187,17 +212,47 @@ def _predictor(args: argparse.Namespace):  # -> PAMPredictor, imported late
 def _segment(args: argparse.Namespace) -> dict:
     from pam_monai.cli.segment import CasePrompt, segment_case
 
-    if args.box is not None and args.slice is None:
+    boxes, slices = args.box or [], args.slice or []
+    if boxes and not slices:
         raise UsageError("--box needs --slice, the index of the box's slice along --axis.")
-    if args.box is None and args.slice is not None:
+    if slices and not boxes:
         raise UsageError("--slice goes with --box only.")
+    if len(boxes) != len(slices):
+        raise UsageError(f"give one --slice per --box: got {len(boxes)} boxes and {len(slices)} slices.")
+    given = [
+        name
+        for name, value in (
+            ("--mask-prompt", args.mask_prompt),
+            ("--box", boxes),
+            ("--box3d", args.box3d),
+            ("--roi", args.roi),
+            ("--click", args.click),
+        )
+        if value
+    ]
+    if not given:
+        raise UsageError(
+            "give a prompt: --mask-prompt, --box with --slice, --box3d, --roi, or --click with --previous."
+        )
+    if (args.box3d or args.roi) and len(given) > 1:
+        raise UsageError(f"{' and '.join(given)}: a 3D box or ROI is a prompt on its own.")
+    if args.click and not args.previous:
+        raise UsageError("--click corrects a result: give it with --previous seg.nii.gz.")
+    if args.previous_report and not args.previous:
+        raise UsageError("--previous-report goes with --previous.")
+    pairs = tuple((_ints(b, 4, "--box"), k) for b, k in zip(boxes, slices))
     prompt = CasePrompt(
         mask_prompt=args.mask_prompt,
-        box=_ints(args.box, 4, "--box") if args.box else None,
-        slice_index=args.slice,
+        box=pairs[0][0] if len(pairs) == 1 else None,
+        slice_index=pairs[0][1] if len(pairs) == 1 else None,
         box3d=_ints(args.box3d, 6, "--box3d") if args.box3d else None,
         roi=args.roi,
         axis=args.axis,
+        boxes=pairs if len(pairs) > 1 else (),
+        clicks=tuple(_click(text) for text in args.click or ()),
+        previous=args.previous,
+        previous_report=args.previous_report,
+        label=args.label,
     )
     output = Path(args.output)
     if not (output.name.endswith(".nii") or output.name.endswith(".nii.gz")):

@@ -25,7 +25,7 @@ from pam_monai.errors import NoObjectError
 from pam_monai.networks.checkpoint import CheckpointError
 from pam_monai.predictor import PAMPredictor
 from pam_monai.prompts.core import PromptError, read_mask_prompt
-from pam_monai.prompts.parse import parse_prompt
+from pam_monai.prompts.parse import load_prompt_files, parse_prompt
 
 __all__ = ["CasePrompt", "NoObjectError", "add_extents", "find_cases", "segment_case", "segment_folder"]
 
@@ -37,8 +37,14 @@ PROMPT_SUFFIXES = (".mrk.json", ".json", *IMAGE_SUFFIXES)
 
 @dataclass(frozen=True)
 class CasePrompt:
-    """One case's prompt as the user gave it: exactly one of a mask-prompt file, a 2D box with its slice, a 3D box
-    or a 3D Slicer ROI markup; ``axis`` is the array axis normal to the prompt slice (an ROI brings its own)."""
+    """One case's prompt as the user gave it: a mask-prompt file (any slices) and / or 2D boxes on slices, or a 3D
+    box, or a 3D Slicer ROI markup; ``axis`` is the array axis normal to the prompt slices (an ROI brings its own).
+
+    With ``previous`` (a label image written before) the mask, boxes and ``clicks`` ``(i, j, k, +1 | -1)`` correct
+    that result instead (:meth:`~pam_monai.predictor.PAMPredictor.refine`): the corrected slices become guides and
+    only the slices up to their neighbouring guides are recomputed. The previous result's guides are the
+    ``prompt_slices`` of its report (``previous_report``, the JSON that ``--report`` wrote with it), else each
+    object's largest slice along ``axis``. ``label`` is the object boxes and clicks are for."""
 
     mask_prompt: str | None = None
     box: tuple[int, ...] | None = None
@@ -46,6 +52,11 @@ class CasePrompt:
     box3d: tuple[int, ...] | None = None
     roi: str | None = None
     axis: int = 2
+    boxes: tuple[tuple[tuple[int, ...], int], ...] = ()
+    clicks: tuple[tuple[int, int, int, int], ...] = ()
+    previous: str | None = None
+    previous_report: str | None = None
+    label: int | None = None
 
     @classmethod
     def from_file(cls, path: str | os.PathLike) -> CasePrompt:
@@ -54,15 +65,21 @@ class CasePrompt:
         args = parse_prompt(str(path))
         if "roi_path" in args:
             return cls(roi=args["roi_path"])
-        mask = args.get("mask_prompt_path")
-        if mask is not None and not Path(mask).is_absolute() and str(path).endswith(".json"):
-            mask = str(Path(path).parent / mask)  # a mask named in a JSON prompt is relative to that file
+        mask, previous = args.get("mask_prompt_path"), args.get("previous_path")
+        if str(path).endswith(".json"):  # images named in a JSON prompt are relative to that file
+            mask = str(Path(path).parent / mask) if mask is not None and not Path(mask).is_absolute() else mask
+            if previous is not None and not Path(previous).is_absolute():
+                previous = str(Path(path).parent / previous)
         return cls(
             mask_prompt=mask,
             box=args.get("box"),
             slice_index=args.get("slice_index"),
             box3d=args.get("box3d"),
             axis=int(args.get("axis", 2)),
+            boxes=tuple(args.get("boxes", ())),
+            clicks=tuple(args.get("clicks", ())),
+            previous=previous,
+            label=args.get("label"),
         )
 
 
@@ -103,7 +120,11 @@ def segment_case(
         resolved = {"box": None, "slice_index": None, "box3d": None, "axis": prompt.axis} | predictor.roi_prompt(
             prompt.roi
         )
-    result = predictor.segment(mask_prompt=mask_prompt, **resolved)
+    if prompt.previous or prompt.clicks:
+        result = refine_case(predictor, volume, prompt, mask_prompt)
+    else:
+        boxes = list(prompt.boxes) or None
+        result = predictor.segment(mask_prompt=mask_prompt, boxes=boxes, label=prompt.label or 1, **resolved)
     if not bool(result.labels.any()):
         raise NoObjectError("the model found no object for this prompt; nothing was written.")
     summary = predictor.report(result)
@@ -117,6 +138,10 @@ def segment_case(
         "box3d": resolved["box3d"],
         "axis": resolved["axis"],
     }
+    if prompt.boxes:
+        summary["prompt"]["boxes"] = [{"box": list(b), "slice": k} for b, k in prompt.boxes]
+    if prompt.previous or prompt.clicks:
+        summary["prompt"] |= {"previous": prompt.previous, "clicks": [list(c) for c in prompt.clicks]}
 
     write_start = time.perf_counter()
     save_label_image(result.labels, np.asarray(volume.affine), output)
@@ -136,6 +161,51 @@ def segment_case(
     if report:
         write_atomic(report, lambda temporary: temporary.write_text(json.dumps(summary, indent=2)))
     return summary
+
+
+def _previous_guides(prompt: CasePrompt) -> dict[int, list[int]] | None:
+    """Per label, the guide slices a previous report records (its objects' ``prompt_slices``)."""
+    if not prompt.previous_report:
+        return None
+    try:
+        recorded = json.loads(Path(prompt.previous_report).read_text())
+        objects = {int(o["label"]): [int(k) for k in o["prompt_slices"]] for o in recorded["objects"]}
+    except FileNotFoundError:
+        raise PromptError(f"{prompt.previous_report}: no such report.") from None
+    except (ValueError, KeyError, TypeError):
+        raise PromptError(
+            f"{prompt.previous_report}: not a pam-monai segment report (objects, prompt_slices)."
+        ) from None
+    if int(recorded.get("axis", prompt.axis)) != prompt.axis:
+        raise PromptError(
+            f"{prompt.previous_report}: the previous result ran along axis {recorded['axis']}, "
+            f"not --axis {prompt.axis}."
+        )
+    return objects
+
+
+def refine_case(predictor: PAMPredictor, volume: Any, prompt: CasePrompt, mask_prompt: Any) -> Any:
+    """One refinement in one call: the previous result (on the image's grid) corrected by the prompt's mask, boxes
+    and clicks (see :class:`CasePrompt` for the guides it starts from)."""
+    if not prompt.previous:
+        raise PromptError("clicks correct a result: give the previous result (--previous seg.nii.gz).")
+    if prompt.box3d is not None or prompt.roi:
+        raise PromptError("a 3D box or ROI is a new prompt: it cannot correct a previous result.")
+    if not (mask_prompt is not None or prompt.box is not None or prompt.boxes or prompt.clicks):
+        raise PromptError("the correction is empty: give --mask-prompt, --box with --slice, or --click.")
+    args = load_prompt_files(
+        {"previous_path": prompt.previous, "clicks": list(prompt.clicks)}, tuple(volume.shape), volume.affine
+    )
+    start = predictor.open_session(args["previous"], prompt.axis, _previous_guides(prompt))
+    return predictor.refine(
+        start,
+        mask_slices=mask_prompt,
+        clicks=args["clicks"] or None,
+        box=prompt.box,
+        slice_index=prompt.slice_index,
+        boxes=list(prompt.boxes) or None,
+        label=prompt.label,
+    )
 
 
 def add_extents(summary: dict[str, Any]) -> None:

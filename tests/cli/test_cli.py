@@ -222,7 +222,6 @@ BAD_INPUTS = [
     (["{flat}", "--mask-prompt", "{prompt}"], "3D"),
     (["{image}", "--mask-prompt", "{small}"], "grid"),
     (["{image}", "--mask-prompt", "{empty}"], "empty"),
-    (["{image}", "--mask-prompt", "{two_slices}"], "2 slices"),
     (["{image}", "--box", "10,10,60,20", "--slice", "15"], "outside"),
     (["{image}", "--box", "20,10,10,20", "--slice", "15"], "inverted"),
     (["{image}", "--box", "10,10,10,20", "--slice", "15"], "zero area"),
