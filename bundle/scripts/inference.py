@@ -8,11 +8,16 @@ from typing import Any
 
 import numpy as np
 import torch
+from monai.data import MetaTensor
+from monai.inferers import Inferer
+from torch import nn
 
 from pam_monai.cli.segment import find_cases
 from pam_monai.errors import PromptError
+from pam_monai.inferers import PropagationInferer
+from pam_monai.predictor import PAMPredictor
 
-__all__ = ["datalist", "prepare_prompt_batch", "require_cases"]
+__all__ = ["PromptInferer", "datalist", "prepare_prompt_batch", "require_cases"]
 
 
 def datalist(
@@ -106,3 +111,39 @@ def prepare_prompt_batch(
         (),
         _unbatch_args(batchdata["prompt_args"]),
     )
+
+
+class PromptInferer(Inferer):
+    """The inference section's inferer: every prompt of :func:`pam_monai.prompts.parse.parse_prompt` on one volume.
+
+    A new segmentation (masks on any slices, boxes on one or several slices, a 3D box) goes to ``inferer``
+    directly; a correction (``previous`` with masks, boxes or ``clicks``) goes through
+    :meth:`pam_monai.predictor.PAMPredictor.prompt`, which recomputes only the slices between the corrected
+    slice's neighbouring guides and keeps the rest of the previous result.
+
+    Args:
+        inferer: the configured :class:`~pam_monai.inferers.PropagationInferer` (its settings apply to both).
+    """
+
+    def __init__(self, *, inferer: PropagationInferer) -> None:
+        super().__init__()
+        self.inferer = inferer
+
+    def __call__(self, inputs: torch.Tensor, network: nn.Module, *args: Any, **kwargs: Any) -> torch.Tensor:
+        """Segment ``inputs`` (``(1, 1, X, Y, Z)``) from the prompt in ``kwargs``; returns labels of that shape."""
+        if kwargs.get("previous") is None and not kwargs.get("clicks"):
+            return self.inferer(inputs, network, *args, **kwargs)
+        predictor = PAMPredictor(
+            propmask=network, box2mask=self.inferer.box2mask_network, inferer=self.inferer, device=inputs.device
+        )
+        image = inputs[0, 0]
+        if isinstance(inputs, MetaTensor):
+            affine = torch.as_tensor(inputs.affine)
+            image = MetaTensor(image.as_tensor(), affine=affine[0] if affine.ndim == 3 else affine)
+        predictor.set_image(image)
+        labels = predictor.prompt(kwargs).labels.to(inputs.device).reshape(inputs.shape)
+        if not isinstance(inputs, MetaTensor):
+            return labels
+        out = MetaTensor(labels, meta=dict(inputs.meta))
+        out.is_batch = inputs.is_batch
+        return out

@@ -10,8 +10,7 @@ from monai.config import KeysCollection
 from monai.transforms import MapTransform
 
 from pam_monai.errors import PromptError
-from pam_monai.prompts.core import read_mask_prompt
-from pam_monai.prompts.parse import parse_prompt
+from pam_monai.prompts.parse import load_prompt_files, parse_prompt
 from pam_monai.prompts.slicer_roi import read_slicer_roi, roi_prompt
 
 __all__ = ["LoadPromptd"]
@@ -38,9 +37,7 @@ class LoadPromptd(MapTransform):
                 if not hasattr(image, "affine"):
                     raise PromptError(f"{roi_path}: a Slicer ROI needs an image with world coordinates (an affine).")
                 args = roi_prompt(read_slicer_roi(roi_path), np.asarray(image.affine), tuple(image.shape[-3:]))
-            path = args.pop("mask_prompt_path", None)
-            if path is not None:
-                image = d[self.image_key]
-                args["mask_prompt"] = read_mask_prompt(path, tuple(image.shape[-3:]), getattr(image, "affine", None))
+            image = d[self.image_key]
+            args = load_prompt_files(args, tuple(image.shape[-3:]), getattr(image, "affine", None))
             d["prompt_args"] = args
         return d

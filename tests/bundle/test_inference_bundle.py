@@ -149,3 +149,33 @@ def test_metadata_verifies_offline_against_the_kept_schema(tmp_path: Path) -> No
     (tmp_path / "metadata.json").write_text(json.dumps(broken))
     command[command.index(str(BUNDLE / "configs" / "metadata.json"))] = str(tmp_path / "metadata.json")
     assert subprocess.run(command, capture_output=True, text=True, check=False, timeout=120).returncode != 0
+
+
+def test_inference_section_takes_several_slices_boxes_and_a_correction(case: dict[str, Path], tmp_path: Path) -> None:
+    """The prompt goes through the shared parser: masks on several slices, boxes on several slices, and a previous
+    result corrected with clicks (only the slices around the correction change)."""
+    full = np.asarray(nib.load(case["image"]).dataobj) > 50  # the object (100 on a background of 0 +- 5)
+    masks = np.zeros(full.shape, np.uint8)
+    masks[:, :, [9, 15]] = full[:, :, [9, 15]]
+    nib.save(nib.Nifti1Image(masks, AFFINE), tmp_path / "two_slices.nii.gz")
+    prompt = {"mask": str(tmp_path / "two_slices.nii.gz")}
+    process = _run(case, json.dumps(prompt), tmp_path / "masks")
+    assert process.returncode == 0, process.stderr[-2000:]
+    labels = np.asarray(nib.load(tmp_path / "masks" / "case_seg.nii.gz").dataobj)
+    assert np.array_equal(labels[:, :, [9, 15]] > 0, full[:, :, [9, 15]])  # every guide keeps its mask
+    assert labels[:, :, 12].sum() > 0
+
+    boxes = {"boxes": [{"box": [15, 16, 33, 32], "slice": 10}, {"box": [15, 16, 33, 32], "slice": 14}]}
+    process = _run(case, json.dumps(boxes), tmp_path / "boxes")
+    assert process.returncode == 0, process.stderr[-2000:]
+    assert np.asarray(nib.load(tmp_path / "boxes" / "case_seg.nii.gz").dataobj)[:, :, [10, 14]].sum() > 0
+
+    previous = np.zeros(full.shape, np.uint8)
+    previous[:, :, 6:19] = full[:, :, 6:19]
+    previous[20:28, 20:28, 12] = 0  # a hole the user fills with a foreground click
+    nib.save(nib.Nifti1Image(previous, AFFINE), tmp_path / "previous.nii.gz")
+    correction = {"previous": str(tmp_path / "previous.nii.gz"), "clicks": [[24, 24, 12, 1]]}
+    process = _run(case, json.dumps(correction), tmp_path / "fixed")
+    assert process.returncode == 0, process.stderr[-2000:]
+    fixed = np.asarray(nib.load(tmp_path / "fixed" / "case_seg.nii.gz").dataobj)
+    assert fixed[24, 24, 12] == 1 and previous[24, 24, 12] == 0  # the clicked hole is object now
