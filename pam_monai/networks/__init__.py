@@ -13,9 +13,12 @@ from pam_monai.networks.checkpoint import (
 )
 from pam_monai.networks.configs import NETWORK_CONFIGS, build_box2mask, build_propmask
 from pam_monai.networks.propmask import GuidedCrossAttention, PropMaskNet
+from pam_monai.networks.weights import DEFAULT_BOX2MASK, DEFAULT_PROPMASK, default_checkpoints
 
 __all__ = [
     "CHECKPOINT_KINDS",
+    "DEFAULT_BOX2MASK",
+    "DEFAULT_PROPMASK",
     "NETWORK_CONFIGS",
     "Box2MaskNet",
     "CheckpointError",
@@ -30,6 +33,7 @@ __all__ = [
     "build_propmask",
     "convert_checkpoint",
     "convert_reference_state_dict",
+    "default_checkpoints",
     "default_features",
     "infer_network_config",
     "load_network_weights",
