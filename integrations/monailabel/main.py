@@ -145,7 +145,12 @@ class PAMApp(MONAILabelApp):
         _take_label_uploads()
 
     def init_infers(self) -> dict[str, InferTask]:
-        return {name: config.infer() for name, config in self.models.items()}  # type: ignore[misc]
+        # <name>_roi: the same model listed as a scribbles method, where 3D Slicer's module has its ROI tool.
+        infers: dict[str, InferTask] = {}
+        for name, config in self.models.items():
+            infers[name] = config.infer()  # type: ignore[attr-defined]
+            infers[f"{name}_roi"] = config.infer(scribbles=True)  # type: ignore[attr-defined]
+        return infers
 
     def init_trainers(self) -> dict[str, TrainTask]:
         return {name: config.trainer() for name, config in self.models.items()}  # type: ignore[misc]

@@ -51,9 +51,12 @@ requires_monailabel = pytest.mark.skipif(
 # A sheared affine (as a tilted gantry gives): the result must keep it exactly.
 AFFINE0 = np.array([[-0.8, 0, 0, 12.5], [0, 0.9, 0.1, -30.0], [0, 0, 2.5, 40.0], [0, 0, 0, 1.0]])
 AFFINE1 = np.diag([1.0, 1.2, 2.0, 1.0])
+# i and j flipped (an image stored in LPS): 3D Slicer's roi pairs come out reversed along both.
+AFFINE2 = np.array([[-1.0, 0, 0, 20.0], [0, -1.1, 0, 15.0], [0, 0, 1.5, -8.0], [0, 0, 0, 1.0]])
 CASES = {
     "vol0": ((48, 44, 30), (24, 22, 15), (10, 9, 6), AFFINE0),
     "vol1": ((40, 48, 28), (19, 25, 13), (8, 11, 6), AFFINE1),
+    "vol2": ((44, 40, 24), (32, 9, 12), (6, 5, 5), AFFINE2),  # off the diagonal: i and j ranges do not overlap
 }
 START_TIMEOUT_S = 120
 REQUEST_TIMEOUT_S = 240
@@ -358,8 +361,32 @@ def _infer(
     return requests.post(f"{server.url}/infer/{model}", params={"image": image}, files=files, timeout=REQUEST_TIMEOUT_S)
 
 
-def _result(response: Any, tmp_path: Path) -> tuple[dict[str, Any], nib.Nifti1Image]:
-    """The JSON and the label image of a multipart infer response."""
+def slicer_infer(
+    server: Server,
+    image: str,
+    params: dict[str, Any],
+    label: Path | None = None,
+    client_id: str = "user-xyz",
+    session_id: str | None = None,
+    model: str = "pam",
+) -> Any:
+    """POST /infer/<model> as 3D Slicer's MONAI Label client does.
+
+    The query carries ``image`` (and ``session_id`` when the sample has a session); the multipart form carries
+    ``params`` (JSON with the tool's fields, plus ``client_id`` (the module's default is ``user-xyz``),
+    ``result_extension`` ``.nrrd`` and ``result_dtype`` ``uint8``) and the ``label`` file when the tool uploads one.
+    """
+    import requests
+
+    params = {**params, "result_extension": ".nrrd", "result_dtype": "uint8", "client_id": client_id}
+    query = {"image": image, **({"session_id": session_id} if session_id else {})}
+    files: dict[str, Any] = {"params": (None, json.dumps(params))}
+    if label is not None:
+        files["label"] = (label.name, label.read_bytes(), "application/octet-stream")
+    return requests.post(f"{server.url}/infer/{model}", params=query, files=files, timeout=REQUEST_TIMEOUT_S)
+
+
+def _parts(response: Any) -> dict[str, bytes]:
     from requests_toolbelt.multipart.decoder import MultipartDecoder
 
     assert response.status_code == 200, response.text[:500]
@@ -368,11 +395,28 @@ def _result(response: Any, tmp_path: Path) -> tuple[dict[str, Any], nib.Nifti1Im
         disposition = part.headers[b"Content-Disposition"].decode()
         name = disposition.split('name="')[1].split('"')[0]
         parts[name] = part.content
+    return parts
+
+
+def _result(response: Any, tmp_path: Path) -> tuple[dict[str, Any], nib.Nifti1Image]:
+    """The JSON and the label image of a multipart infer response."""
+    parts = _parts(response)
     params = json.loads(parts["params"])
     path = tmp_path / f"result_{time.monotonic_ns()}.nii.gz"
     path.write_bytes(parts["image"])
     image = nib.load(str(path))
     return params, nib.Nifti1Image(np.asanyarray(image.dataobj).copy(), image.affine)
+
+
+def _slicer_result(response: Any, tmp_path: Path) -> tuple[dict[str, Any], np.ndarray]:
+    """The JSON and the ``(i, j, k)`` label array of the ``.nrrd`` result 3D Slicer asks for."""
+    from monai.transforms import LoadImage
+
+    parts = _parts(response)
+    path = tmp_path / f"result_{time.monotonic_ns()}.nrrd"
+    path.write_bytes(parts["image"])
+    labels = np.asarray(LoadImage(image_only=True)(str(path)))
+    return json.loads(parts["params"]), labels
 
 
 def _check_plumbing(params: dict[str, Any], result: nib.Nifti1Image, case: dict[str, Any]) -> np.ndarray:
@@ -402,6 +446,8 @@ def test_info_describes_the_model_and_its_prompts(server: Server) -> None:
     assert pam["bundle"] == str(ROOT / "bundle")
     assert pam["weights"]["propmask"] == str(server.model_dir / "model.pt")
     assert "pam" in info["trainers"] and info["labels"] == ["object"]
+    # The same model as a scribbles method: 3D Slicer's module offers its ROI tool there.
+    assert info["models"]["pam_roi"]["type"] == "scribbles"
 
 
 @requires_monailabel
@@ -413,28 +459,56 @@ def test_datastore_lists_the_studies(server: Server, cases: dict[str, Any]) -> N
 
 
 @requires_monailabel
-@pytest.mark.parametrize(
-    ("axis", "roi", "plane"), [(2, [14, 13, 34, 31, 15, 15], 15), (0, [24, 12, 24, 32, 5, 25], 24)]
-)
-def test_box_roi(server: Server, cases: dict[str, Any], tmp_path: Path, axis: int, roi: list[int], plane: int) -> None:
+@pytest.mark.parametrize(("axis", "first", "last"), [(2, (14, 13, 15), (34, 31, 15)), (0, (24, 12, 5), (24, 32, 25))])
+def test_slicer_roi_box(
+    server: Server, cases: dict[str, Any], tmp_path: Path, axis: int, first: tuple, last: tuple
+) -> None:
     case = cases["cases"]["vol0"]
-    params, result = _result(_infer(server, "vol0", {"roi": roi, "axis": axis}), tmp_path)
+    roi = slicer_roi(first, last, case["affine"])
+    assert axis == 0 or roi[0] > roi[1], "the i pair is reversed on this grid"
+    params, result = _result(_infer(server, "vol0", {"roi": roi}), tmp_path)  # no axis: the flat one is used
     labels = _check_plumbing(params, result, case)
     assert params["prompt"]["type"] == "box" and params["prompt"]["axis"] == axis
-    assert params["objects"][0]["prompt_slices"] == [plane]
+    assert params["objects"][0]["prompt_slices"] == [first[axis]]
     # The stand-in Box2Mask says "object" everywhere: the prompt slice is exactly the box.
-    start, stop = [roi[0], roi[1], roi[4]], [roi[2], roi[3], roi[5]]
     expected = np.zeros(case["image"].shape, bool)
-    expected[start[0] : stop[0] + 1, start[1] : stop[1] + 1, start[2] : stop[2] + 1] = True
+    expected[first[0] : last[0] + 1, first[1] : last[1] + 1, first[2] : last[2] + 1] = True
+    plane = first[axis]
     assert np.array_equal(np.take(labels, plane, axis=axis) > 0, np.take(expected, plane, axis=axis))
     others = tuple(a for a in range(3) if a != axis)
     assert np.count_nonzero(labels.any(axis=others)) > 1, "nothing was propagated"
 
 
 @requires_monailabel
+def test_slicer_roi_from_the_scribbles_tool_lands_on_the_object(
+    server: Server, cases: dict[str, Any], tmp_path: Path
+) -> None:
+    """Acceptance: an ROI drawn around the object in 3D Slicer lands on it; the old [x0, y0, x1, y1, ...] reading
+    of the same numbers misses it."""
+    case = cases["cases"]["vol2"]
+    truth = case["truth"]
+    roi = slicer_roi((26, 4, 12), (38, 14, 12), case["affine"])  # the object's bounding box on slice 12
+    assert roi[0] > roi[1] and roi[2] > roi[3], "both in-plane pairs are reversed on this grid"
+    # The scribbles tool uploads the visible segments (here the still empty one) with the roi.
+    segments = tmp_path / "scribbles.nii.gz"
+    nib.save(nib.Nifti1Image(np.zeros(truth.shape, np.uint8), case["affine"]), segments)
+    request = {"roi": roi, "label_info": [{"name": "object", "id": 1}], "selected_label_name": "object"}
+    params, labels = _slicer_result(slicer_infer(server, "vol2", request, label=segments, model="pam_roi"), tmp_path)
+    assert labels.shape == truth.shape
+    assert params["prompt"]["type"] == "box" and params["prompt"]["box"] == [26, 4, 38, 14]
+    on_slice = labels[:, :, 12] > 0
+    assert on_slice[truth[:, :, 12]].all()  # the whole object is in the prompt
+    assert _dice(on_slice, truth[:, :, 12]) > 0.75  # the stand-in Box2Mask fills the box: box vs ellipse
+    old = np.zeros(truth.shape[:2], bool)
+    x0, y0, x1, y1 = roi[:4]
+    old[min(x0, x1) : max(x0, x1) + 1, min(y0, y1) : max(y0, y1) + 1] = True
+    assert _dice(old, truth[:, :, 12]) < 0.1
+
+
+@requires_monailabel
 def test_box3d_roi_is_clipped_to_the_box(server: Server, cases: dict[str, Any], tmp_path: Path) -> None:
     case = cases["cases"]["vol1"]
-    roi = [11, 14, 27, 36, 9, 17]
+    roi = slicer_roi((11, 14, 9), (27, 36, 17), case["affine"])
     params, result = _result(_infer(server, "vol1", {"roi": roi}), tmp_path)
     labels = _check_plumbing(params, result, case)
     assert params["prompt"]["type"] == "box3d"
@@ -450,8 +524,8 @@ def test_one_foreground_click(server: Server, cases: dict[str, Any], tmp_path: P
     click = [24, 22, 15]
     params, result = _result(_infer(server, "vol0", {"foreground": [click], "axis": axis}), tmp_path)
     labels = _check_plumbing(params, result, case)
-    assert params["prompt"]["type"] == "clicks" and params["prompt"]["slice"] == click[axis]
-    # The prompt slice is the app's own region growing: it must find the object there.
+    assert params["prompt"]["type"] == "clicks" and params["objects"][0]["prompt_slices"] == [click[axis]]
+    # The prompt slice is the region growing of pam_monai.prompts.clicks: it must find the object there.
     plane = np.take(labels, click[axis], axis=axis) > 0
     assert _dice(plane, np.take(case["truth"], click[axis], axis=axis)) > 0.9
 
@@ -476,8 +550,101 @@ def test_uploaded_mask_prompt(server: Server, cases: dict[str, Any], tmp_path: P
     nib.save(nib.Nifti1Image(prompt, case["affine"]), path)
     params, result = _result(_infer(server, "vol1", {}, label=path), tmp_path)
     labels = _check_plumbing(params, result, case)
-    assert params["prompt"] == {"type": "label", "axis": 2, "slice": 13, "labels": [1]}
+    assert params["prompt"] == {"axis": 2, "type": "label", "slices": [13]}
     assert np.array_equal(labels[:, :, 13] > 0, prompt[:, :, 13] > 0)
+
+
+@requires_monailabel
+def test_painted_segment_on_several_slices_is_a_multi_slice_prompt(
+    server: Server, cases: dict[str, Any], tmp_path: Path
+) -> None:
+    case = cases["cases"]["vol1"]
+    truth = case["truth"]
+    segments = np.zeros(truth.shape, np.uint8)
+    segments[2:6, 2:6, 3] = 1  # another segment, not selected
+    for k in (9, 13, 17):
+        segments[:, :, k] = truth[:, :, k] * 2
+    path = tmp_path / "segments.nii.gz"
+    nib.save(nib.Nifti1Image(segments, case["affine"]), path)
+    request = {
+        "roi": [],
+        "label_info": [{"name": "other", "id": 1}, {"name": "object", "id": 2}],
+        "selected_label_name": "object",
+    }
+    params, labels = _slicer_result(slicer_infer(server, "vol1", request, label=path, model="pam_roi"), tmp_path)
+    assert params["prompt"] == {"axis": 2, "type": "label", "slices": [9, 13, 17]}
+    for k in (9, 13, 17):  # every painted slice is a guide and keeps its mask
+        assert np.array_equal(labels[:, :, k] > 0, truth[:, :, k])
+    assert not labels[2:6, 2:6, 3].any()
+
+
+@requires_monailabel
+def test_label_parameter_is_never_opened_on_the_server(server: Server, cases: dict[str, Any], tmp_path: Path) -> None:
+    case = cases["cases"]["vol0"]
+    existing = tmp_path / "on_the_server.nii.gz"  # a perfectly valid mask prompt on the server's disk
+    prompt = np.zeros(case["truth"].shape, np.uint8)
+    prompt[:, :, 15] = case["truth"][:, :, 15]
+    nib.save(nib.Nifti1Image(prompt, case["affine"]), existing)
+    for params in ({"label": str(existing)}, {"pam_uploaded_label": str(existing)}):
+        response = slicer_infer(server, "vol0", params)
+        assert response.status_code == 400 and "no prompt" in response.json()["detail"], response.text[:300]
+    # With a click, "label" is the segment's name, as the deepgrow tool sends it.
+    params, labels = _slicer_result(
+        slicer_infer(server, "vol0", {"label": str(existing), "foreground": [[24, 22, 15]]}), tmp_path
+    )
+    assert params["prompt"]["type"] == "clicks"
+
+
+def _click_sequence(centre: tuple[int, ...], shift: int) -> list[dict[str, Any]]:
+    """What Slicer sends as a user adds clicks: every request carries all clicks placed so far."""
+    i, j, k = (int(round(c)) for c in centre)
+    first = [[i, j + shift, k]]
+    second = first + [[i, j, k - 3]]
+    return [
+        {"label": "object", "foreground": first, "background": []},
+        {"label": "object", "foreground": second, "background": []},
+        {"label": "object", "foreground": second, "background": [[i + shift, j, k + 5]]},
+    ]
+
+
+@requires_monailabel
+def test_slicer_clicks_on_several_slices_correct_one_session(
+    server: Server, cases: dict[str, Any], tmp_path: Path
+) -> None:
+    case = cases["cases"]["vol0"]
+    steps = []
+    for request in _click_sequence(case["centre"], 0):
+        params, labels = _slicer_result(slicer_infer(server, "vol0", request, client_id="alice"), tmp_path)
+        steps.append((params["session"], labels))
+    assert [s["steps"] for s, _ in steps] == [1, 2, 3]
+    assert [s["computed_steps"] for s, _ in steps] == [1, 1, 1], "each update computes only the new slice"
+    assert steps[1][0]["guides"] == [12, 15]
+    assert steps[2][0]["cleared"] == [20] and not steps[2][1][:, :, 20:].any()
+    assert np.array_equal(steps[2][1][:, :, 15], steps[0][1][:, :, 15]), "the first guide keeps its mask"
+
+
+@requires_monailabel
+def test_concurrent_slicer_users_never_mix(server: Server, cases: dict[str, Any], tmp_path: Path) -> None:
+    """Three users click on the same image and segment at once (two with the module's default client id)."""
+    case = cases["cases"]["vol0"]
+    users = [("user-xyz", -2), ("user-xyz", 2), ("carol", 1)]
+
+    def run(user: tuple[str, int]) -> tuple[list[dict[str, Any]], np.ndarray]:
+        client, shift = user
+        sessions = []
+        for request in _click_sequence(case["centre"], shift):
+            params, labels = _slicer_result(slicer_infer(server, "vol0", request, client_id=client), tmp_path)
+            sessions.append(params["session"])
+        return sessions, labels
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=len(users)) as pool:
+        outcomes = list(pool.map(run, users))
+    for n, ((client, shift), (sessions, labels)) in enumerate(zip(users, outcomes)):
+        if client not in ("user-xyz",):
+            assert [s["computed_steps"] for s in sessions] == [1, 1, 1], client
+        final = _click_sequence(case["centre"], shift)[-1]
+        _, alone = _slicer_result(slicer_infer(server, "vol0", final, client_id=f"check-{n}"), tmp_path)
+        assert np.array_equal(labels, alone), f"{client} {shift}: another user's clicks entered the result"
 
 
 @requires_monailabel
@@ -490,7 +657,7 @@ def test_bad_requests_get_a_4xx_and_the_server_keeps_serving(
     nib.save(nib.Nifti1Image(np.ones((5, 5, 5), np.uint8), np.eye(4)), wrong_grid)
     bad = [
         (_infer(server, "vol0", {}), 400, "no prompt"),
-        (_infer(server, "vol0", {"roi": [14, 13, 94, 31, 15, 15]}), 400, "outside the image"),
+        (_infer(server, "vol0", {"roi": [60, 94, 13, 31, 15, 15]}), 400, "outside the image"),
         (_infer(server, "vol0", {"foreground": [[24, 22, 15]], "axis": 7}), 400, "axis must be 0, 1 or 2"),
         (_infer(server, "vol0", {}, model="no_such_model"), 404, "unknown model"),
         (_infer(server, "vol0", None, raw_params='{"roi": [1, 2,'), 400, "not valid JSON"),
@@ -524,7 +691,8 @@ def test_eight_concurrent_requests_all_succeed(server: Server, cases: dict[str, 
 def test_training_from_saved_labels_updates_the_weights(server: Server, cases: dict[str, Any], tmp_path: Path) -> None:
     import requests
 
-    for name, case in cases["cases"].items():
+    for name in ("vol0", "vol1"):
+        case = cases["cases"][name]
         path = tmp_path / f"{name}_label.nii.gz"
         nib.save(nib.Nifti1Image(case["truth"].astype(np.uint8), case["affine"]), path)
         saved = requests.put(
@@ -600,7 +768,7 @@ def test_dice_with_default_weights(cases: dict[str, Any], tmp_path: Path) -> Non
             ({}, root / "prompt.nii.gz"),
         ]
         if (BUNDLE / "models" / "box2mask.pt").exists():
-            requests_.append(({"roi": [13, 12, 35, 32, 15, 15]}, None))
+            requests_.append(({"roi": slicer_roi((13, 12, 15), (35, 32, 15), case["affine"])}, None))
         for params_in, label_path in requests_:
             params, result = _result(_infer(srv, "vol0", params_in, label=label_path), tmp_path)
             labels = _check_plumbing(params, result, case)

@@ -51,13 +51,15 @@ class PAMConfig(TaskConfig):
         self.path = [os.path.join(self.pam_model_dir, "model.pt")]
         logger.info(f"PAM: bundle {self.bundle_path}; trained weights in {self.pam_model_dir}")
 
-    def infer(self) -> PAMInferTask:
+    def infer(self, scribbles: bool = False) -> PAMInferTask:
+        """The infer task; ``scribbles=True`` lists it as a scribbles model (3D Slicer's ROI tool lives there)."""
         return PAMInferTask(
             self.bundle_path,
             self.conf,
             self.pam_model_dir,
             label_name=self.conf.get("label_name", "object"),
             concurrency=int(self.conf.get("infer_concurrency", 2)),
+            scribbles=scribbles,
         )
 
     def trainer(self) -> PAMTrainTask:

@@ -84,6 +84,8 @@ class PAMInferTask(BundleInferTask):
         model_dir: where trained weights go (``model.pt`` / ``box2mask.pt``); they win over the bundle's.
         label_name: the name of object 1 (objects 2..N of a multi-label prompt are ``<name>_<n>``).
         concurrency: propagations run at the same time (the rest wait).
+        scribbles: list the task as a ``scribbles`` model, so that 3D Slicer's MONAI Label module offers it in its
+            Scribbles section, the one with the ROI tool (the ``deepgrow`` kind gets the point tools).
     """
 
     def __init__(
@@ -93,6 +95,7 @@ class PAMInferTask(BundleInferTask):
         model_dir: str,
         label_name: str = "object",
         concurrency: int = 2,
+        scribbles: bool = False,
     ) -> None:
         # BundleInferTask.__init__ insists on <bundle>/models/model.pt; the weights here may live in model_dir
         # or be missing (the task then answers 503 with the reason), so the bundle is read here instead.
@@ -123,7 +126,7 @@ class PAMInferTask(BundleInferTask):
             # The last existing path wins: trained weights in model_dir over the bundle's default.
             path=[self._bundle_weights("propmask"), self._app_weights("propmask")],
             network=None,
-            type=InferType.DEEPGROW,
+            type=InferType.SCRIBBLES if scribbles else InferType.DEEPGROW,
             labels={label_name: 1},
             dimension=3,
             description=metadata.get("description", "PAM"),
