@@ -154,3 +154,19 @@ def test_verbose_shows_third_party_messages(
     assert logging.root.manager.disable == logging.NOTSET
     logging.getLogger("some.library").warning("after")
     assert caplog.records[-1].getMessage() == "after"
+
+
+def test_package_and_cli_import_nothing_heavy_until_used() -> None:
+    code = (
+        "import sys, pam_monai, pam_monai.cli.main\n"
+        "print(sorted(m for m in ('torch', 'monai', 'numpy', 'nibabel') if m in sys.modules))\n"
+        "from pam_monai import PAMPredictor, PropagationInferer, build_propmask, build_box2mask\n"
+        "print(PAMPredictor.__module__, PropagationInferer.__module__, build_propmask.__module__)\n"
+        "try:\n    pam_monai.nothing\nexcept AttributeError as error:\n    print('AttributeError', error)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.splitlines()
+    assert lines[0] == "[]"
+    assert lines[1] == "pam_monai.predictor pam_monai.inferers.propagation pam_monai.networks.configs"
+    assert lines[2].startswith("AttributeError") and "nothing" in lines[2]
