@@ -54,7 +54,7 @@ class PreparedPrompt:
 
     @property
     def files(self) -> list[Path]:
-        """The image files the prompt names (a mask prompt, a previous result)."""
+        """The files the prompt names (a mask prompt, a previous result, a 3D Slicer ROI)."""
         return [Path(self.args[key]) for key in PROMPT_FILE_KEYS if key in self.args]
 
     def summary(self) -> dict[str, Any]:
@@ -68,8 +68,10 @@ class PreparedPrompt:
         return {"source": self.origin, **{key: plain(value) for key, value in self.args.items()}}
 
 
-#: the prompt's keywords that name image files, relative to the prompt file's folder (inline JSON: the input folder)
-PROMPT_FILE_KEYS = ("mask_prompt_path", "previous_path")
+#: the prompt's keywords that name files, relative to the prompt file's folder (inline JSON: the input folder)
+PROMPT_FILE_KEYS = ("mask_prompt_path", "previous_path", "roi_path")
+#: those that name label images (their label values are objects of the result)
+LABEL_IMAGE_KEYS = ("mask_prompt_path", "previous_path")
 
 
 def _label_values(path: Path) -> set[int]:
@@ -84,17 +86,15 @@ def prepare_prompt(cli_value: str | None, input_path: Path) -> PreparedPrompt:
     else ``INPUT/prompt.json``.
 
     Every prompt form of :func:`pam_monai.prompts.parse.parse_prompt` is accepted: a mask on any number of slices,
-    a box on one slice or on several (``boxes``), a 3D box, and corrections (``clicks``, ``previous``) as far as
-    :meth:`pam_monai.predictor.PAMPredictor.segment` takes them. Files the prompt names are looked up from the
-    prompt file's folder (inline JSON: the input folder), then the current folder.
+    a box on one slice or on several (``boxes``), a 3D box, a 3D Slicer ROI markup (``.mrk.json``), and a previous
+    result with corrections (``previous`` + ``mask`` / boxes / ``clicks``), run by
+    :meth:`pam_monai.predictor.PAMPredictor.prompt`. Files the prompt names are looked up from the prompt file's
+    folder (inline JSON: the input folder), then the current folder.
 
     Raises:
-        PromptError: no prompt, invalid JSON, unknown fields, a missing file, or a prompt the predictor cannot take.
+        PromptError: no prompt, invalid JSON, unknown fields, a missing file, or no object in the prompt.
     """
-    import inspect
-
     from pam_monai.errors import PromptError
-    from pam_monai.predictor import PAMPredictor
     from pam_monai.prompts.parse import parse_prompt
 
     input_dir = input_path if input_path.is_dir() else input_path.parent
@@ -122,20 +122,13 @@ def prepare_prompt(cli_value: str | None, input_path: Path) -> PreparedPrompt:
             candidates = [name] if name.is_absolute() else [base / name, name]
             found = next((p for p in candidates if p.is_file()), None)
             if found is None:
-                what = "previous result" if key == "previous_path" else "mask prompt"
+                what = {"previous_path": "previous result", "roi_path": "ROI markup"}.get(key, "mask prompt")
                 raise PromptError(f"{what} {args[key]}: no such file (looked in {base}).")
             args[key] = str(found.resolve())
-    accepted = set(inspect.signature(PAMPredictor.segment).parameters)
-    given = {key.removesuffix("_path") for key in args}
-    missing = sorted(given - accepted - {"roi"})
-    if "roi" in given:
-        missing.append("roi (a .mrk.json prompt: give the box as JSON)")
-    if missing:
-        raise PromptError(f"this PAM version's predictor cannot take the prompt's {', '.join(missing)} yet.")
     labels: set[int] = set()
-    for path in (Path(args[key]) for key in PROMPT_FILE_KEYS if key in args):
+    for path in (Path(args[key]) for key in LABEL_IMAGE_KEYS if key in args):
         labels |= _label_values(path)
-    if any(key in args for key in ("box", "boxes", "box3d", "clicks")):
+    if any(key in args for key in ("box", "boxes", "box3d", "clicks", "roi_path")):
         labels.add(int(args.get("label", 1)))
     if not labels:
         raise PromptError("the prompt marks no object: its mask prompt is empty.")
@@ -315,9 +308,13 @@ class PAMOperator(Operator):
             predictor.set_image(volume)
         except ValueError as error:
             raise PAMInputError(str(error)) from None
-        args = load_prompt_files(self.prompt.args, tuple(volume.shape), affine)
-        axis = self.prompt.axis
-        result = predictor.segment(**args)
+        args = dict(self.prompt.args)
+        roi = args.pop("roi_path", None)
+        args = load_prompt_files(args, tuple(volume.shape), affine)
+        if roi is not None:  # a 3D Slicer ROI: a box (3D, or 2D when one slice thin) on this image's grid
+            args.update(predictor.roi_prompt(roi))
+        axis = int(args.get("axis", 2))
+        result = predictor.prompt(args)
         labels = result.labels.numpy()
         if not labels.any():
             raise NoObjectError("the model found no object for this prompt; nothing was written.")

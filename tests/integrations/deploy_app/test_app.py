@@ -395,8 +395,8 @@ def test_mask_prompt_on_several_slices_through_the_shared_parser(data: dict, tmp
     )
     assert completed.returncode == 0, completed.stderr[-4000:]
     labels = np.asarray(nib.load(output / "pam_seg.nii.gz").dataobj)
-    for k in (6, 16, PROMPT_SLICE):  # the guides are kept as drawn
-        np.testing.assert_array_equal(labels[:, :, k], mask[:, :, k])
+    for k, value in ((6, 1), (16, 1), (PROMPT_SLICE, 2)):  # each object's guides are kept as drawn
+        np.testing.assert_array_equal(labels[:, :, k] == value, mask[:, :, k] == value)
     assert (labels[:, :, 7:16] == 1).any()  # object 1 between its two guides
     report = json.loads((output / "pam_report.json").read_text())
     assert [o["label"] for o in report["objects"]] == [1, 2]
@@ -404,18 +404,33 @@ def test_mask_prompt_on_several_slices_through_the_shared_parser(data: dict, tmp
     assert report["objects"][0]["prompt_slices"] == [6, 16]
 
 
-def test_prompt_forms_the_predictor_does_not_take_are_refused_in_one_line(data: dict, tmp_path: Path) -> None:
-    from pam_monai.predictor import PAMPredictor
-
-    if "boxes" in PAMPredictor.segment.__code__.co_varnames:
-        pytest.skip("the predictor takes boxes on several slices now")
+def test_previous_result_corrected_on_one_slice(box_run: dict, data: dict, tmp_path: Path) -> None:
+    """A previous result (the box run's NIfTI) and a mask drawn on one slice: that slice becomes a guide."""
+    series = tmp_path / "input"
+    shutil.copytree(data["series"], series)
+    correction = np.zeros(SHAPE, dtype=np.uint8)
+    correction[24:34, 22:30, 14] = 1
+    nib.save(nib.Nifti1Image(correction, expected_affine_ras()), series / "correction.nii.gz")
+    previous = box_run["output"] / "pam_seg.nii.gz"
+    (series / "prompt.json").write_text(json.dumps({"previous": str(previous), "mask": "correction.nii.gz"}))
     output = tmp_path / "output"
-    prompt = {"boxes": [{"box": [20, 18, 40, 36], "slice": 9}, {"box": [20, 18, 40, 36], "slice": 13}]}
+    completed = run_app("-i", str(series), "-o", str(output), "-m", str(data["models"]))
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    labels = np.asarray(nib.load(output / "pam_seg.nii.gz").dataobj)
+    np.testing.assert_array_equal(labels[:, :, 14], correction[:, :, 14])
+    report = json.loads((output / "pam_report.json").read_text())
+    assert [o["label"] for o in report["objects"]] == [1]
+    assert report["prompt"]["previous_path"] == str(previous.resolve())
+
+
+def test_clicks_without_a_previous_result_are_refused_in_one_line(data: dict, tmp_path: Path) -> None:
+    output = tmp_path / "output"
+    prompt = {"clicks": [[30, 28, PROMPT_SLICE, 1]]}
     completed = run_app(
         "-i", str(data["series"]), "-o", str(output), "-m", str(data["models"]), "--prompt", json.dumps(prompt)
     )
     assert completed.returncode == 2, completed.stderr[-3000:]
-    assert "cannot take the prompt's boxes" in _error_line(completed)
+    assert "previous" in _error_line(completed)
     assert not output.exists() or list(output.iterdir()) == []
 
 
