@@ -32,7 +32,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from conftest import always_object, ellipsoid, object_volume
+from conftest import OracleBox2Mask, OraclePropMask, always_object, ellipsoid, object_volume
 
 from pam_monai.errors import PromptError
 
@@ -96,31 +96,16 @@ def slicer_roi(first: tuple[float, ...], last: tuple[float, ...], affine: np.nda
 # ---------------------------------------------------------------------------------------------------------------
 
 
-class FakePropagation:
-    """Stands in for the networks: each guide's mask is copied to the slices up to half-way to the next guide."""
+def _predictor(image: np.ndarray) -> Any:
+    """The library's interactive predictor with oracle networks (true masks of generated objects)."""
+    from pam_monai.inferers import PropagationInferer
+    from pam_monai.predictor import PAMPredictor
 
-    def __init__(self, shape: tuple[int, int, int]) -> None:
-        self.shape = shape
-        self.calls: list[dict[str, Any]] = []
-
-    def __call__(self, kwargs: dict[str, Any]) -> tuple[np.ndarray, dict[int, list[int]]]:
-        self.calls.append(kwargs)
-        axis = kwargs["axis"]
-        labels = np.zeros(self.shape, np.uint8)
-        if "mask_prompt" in kwargs:
-            prompt = np.moveaxis(np.asarray(kwargs["mask_prompt"]), axis, 0)
-            guides = [k for k in range(prompt.shape[0]) if prompt[k].any()]
-            masks = {k: prompt[k] for k in guides}
-        else:
-            r0, c0, r1, c1 = kwargs["box"]
-            plane = np.zeros(np.moveaxis(labels, axis, 0).shape[1:], np.uint8)
-            plane[r0 : r1 + 1, c0 : c1 + 1] = 1
-            guides, masks = [kwargs["slice_index"]], {kwargs["slice_index"]: plane}
-        out = np.moveaxis(labels, axis, 0)
-        for k in range(out.shape[0]):
-            nearest = min(guides, key=lambda g: (abs(g - k), g))
-            out[k] = masks[nearest]
-        return labels, {1: guides}
+    predictor = PAMPredictor(
+        propmask=OraclePropMask(), box2mask=OracleBox2Mask(), inferer=PropagationInferer(thickness_mm=6)
+    )
+    predictor.set_image(image)
+    return predictor
 
 
 def _request_module() -> Any:
@@ -133,30 +118,30 @@ def test_clicks_on_several_slices_are_corrections_and_resume_the_session() -> No
     sessions_module, request = _sessions_module(), _request_module()
     truth = ellipsoid((40, 40, 24), (20, 20, 12), (9, 9, 8))
     image = object_volume(truth)
-    fake = FakePropagation(truth.shape)
+    fake = _predictor(image)
     sessions = sessions_module.ClickSessions()
     clicks: dict[str, Any] = {"label": "liver", "client_id": "alice", "foreground": [[20, 20, 12]], "background": []}
-    first = sessions.run(request.read_request(clicks, truth.shape), "img", image, fake)
+    first = sessions.run(request.read_request(clicks, truth.shape), "img", fake)
     assert first.info["steps"] == 1 and first.info["computed_steps"] == 1
     assert _dice(first.labels[:, :, 12], truth[:, :, 12]) > 0.9
     # Slicer re-sends every click: a background click on slice 20 is a second step, the first is reused.
     clicks["background"] = [[20, 20, 21]]
-    second = sessions.run(request.read_request(clicks, truth.shape), "img", image, fake)
-    assert second.info["reused_steps"] == 1 and second.info["computed_steps"] == 1 and len(fake.calls) == 2
-    assert second.info["cleared"] == [21] and not second.labels[:, :, 21:].any() and second.labels[:, :, 20].any()
+    second = sessions.run(request.read_request(clicks, truth.shape), "img", fake)
+    assert second.info["reused_steps"] == 1 and second.info["computed_steps"] == 1
+    assert second.info["cleared"] == [21] and not second.labels[:, :, 21:].any() and second.labels[:, :, 18].any()
     assert np.array_equal(second.labels[:, :, 12], first.labels[:, :, 12])
     # A positive click on slice 5 where the object is smaller: the mask there is corrected, the rest kept.
     clicks["foreground"].append([20, 20, 5])
-    third = sessions.run(request.read_request(clicks, truth.shape), "img", image, fake)
+    third = sessions.run(request.read_request(clicks, truth.shape), "img", fake)
     assert third.info["reused_steps"] == 2 and third.info["guides"] == [5, 12]
     # Another client starts from scratch (steps in first-click order) and here reaches the same labels.
     fresh = sessions_module.ClickSessions().run(
-        request.read_request({**clicks, "client_id": "bob"}, truth.shape), "img", image, FakePropagation(truth.shape)
+        request.read_request({**clicks, "client_id": "bob"}, truth.shape), "img", _predictor(image)
     )
     assert np.array_equal(fresh.labels, third.labels) and fresh.info["reused_steps"] == 0
     # Deleting a click (Slicer then sends the shorter list) goes back to the matching earlier state.
     clicks["foreground"].pop()
-    again = sessions.run(request.read_request(clicks, truth.shape), "img", image, fake)
+    again = sessions.run(request.read_request(clicks, truth.shape), "img", fake)
     assert np.array_equal(again.labels, second.labels) and again.info["computed_steps"] == 0
 
 
@@ -165,13 +150,13 @@ def test_sessions_are_isolated_per_client_image_and_segment() -> None:
     truth = ellipsoid((40, 40, 24), (20, 20, 12), (9, 9, 8))
     image = object_volume(truth)
     sessions = sessions_module.ClickSessions(max_sessions=3)
-    fake = FakePropagation(truth.shape)
+    fake = _predictor(image)
     base = {"foreground": [[20, 20, 12]], "label": "liver", "client_id": "alice"}
     for key in ({}, {"client_id": "bob"}, {"label": "spleen"}, {"session_id": "s2"}):
-        outcome = sessions.run(request.read_request({**base, **key}, truth.shape), "img", image, fake)
+        outcome = sessions.run(request.read_request({**base, **key}, truth.shape), "img", fake)
         assert outcome.info["reused_steps"] == 0, key
     assert len(sessions) == 3  # the least recently used one was dropped
-    outcome = sessions.run(request.read_request(base, truth.shape), "other_image", image, fake)
+    outcome = sessions.run(request.read_request(base, truth.shape), "other_image", fake)
     assert outcome.info["reused_steps"] == 0
 
 
@@ -179,18 +164,18 @@ def test_box_then_clicks_and_bad_corrections() -> None:
     sessions_module, request = _sessions_module(), _request_module()
     truth = ellipsoid((40, 40, 24), (20, 20, 12), (9, 9, 8))
     image = object_volume(truth)
-    fake = FakePropagation(truth.shape)
+    fake = _predictor(image)
     sessions = sessions_module.ClickSessions()
     roi = {"roi": [11, 29, 11, 29, 12, 12], "background": [[20, 20, 2]]}
-    outcome = sessions.run(request.read_request(roi, truth.shape), "img", image, fake)
-    assert "box" in fake.calls[0] and "mask_prompt" in fake.calls[1]
+    outcome = sessions.run(request.read_request(roi, truth.shape), "img", fake)
+    assert _dice(outcome.labels[:, :, 12] > 0, truth[:, :, 12]) > 0.9
     assert outcome.info["cleared"] == [2] and not outcome.labels[:, :, :3].any()
     two = np.zeros(truth.shape, np.uint8)
     two[5:10, 5:10, 4] = 1
     two[20:25, 20:25, 4] = 2
     prompt = request.read_request({"foreground": [[21, 21, 4]]}, truth.shape, uploaded_label=two)
     with pytest.raises(PromptError, match="one object"):
-        sessions.run(prompt, "img", image, fake)
+        sessions.run(prompt, "img", fake)
 
 
 # ---------------------------------------------------------------------------------------------------------------

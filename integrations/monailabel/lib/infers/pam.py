@@ -37,8 +37,9 @@ from monailabel.utils.others.generic import device_list, file_ext  # noqa: E402
 
 from lib.sessions import ClickSessions, SessionOutcome  # noqa: E402
 from pam_monai.data.io import save_label_image, voxel_volume_ml  # noqa: E402
-from pam_monai.errors import PromptError  # noqa: E402
+from pam_monai.errors import ImageError, InputError, PromptError  # noqa: E402
 from pam_monai.networks.checkpoint import CheckpointError, build_network_from_checkpoint  # noqa: E402
+from pam_monai.predictor import PAMPredictor  # noqa: E402
 from pam_monai.prompts.core import read_mask_prompt  # noqa: E402
 from pam_monai.prompts.request import RequestPrompt, read_request  # noqa: E402
 from pam_monai.transforms.prompt import LoadPromptd  # noqa: E402
@@ -239,32 +240,25 @@ class PAMInferTask(BundleInferTask):
             raise PAMRequestError(400, str(error)) from None
         inferer = self.inferer(data)
         thickness = _number(data.get("thickness_mm"), None)
-        stats: dict[str, Any] = {"rounds": 0, "slices_predicted": 0, "propagations": 0, "seconds": {}}
-
-        def propagate(kwargs: dict[str, Any]) -> tuple[np.ndarray, dict[int, list[int]]]:
-            propmask = self._network("propmask", device)
-            needs_box2mask = any(k in kwargs for k in ("box", "box3d"))
-            box2mask = self._network("box2mask", device) if needs_box2mask else None
-            result = inferer.propagate(image, propmask, box2mask, thickness_mm=thickness, **kwargs)
-            stats["rounds"] += result.rounds
-            stats["slices_predicted"] += result.slices_predicted
-            stats["propagations"] += 1
-            for key, value in result.seconds.items():
-                stats["seconds"][key] = stats["seconds"].get(key, 0.0) + value
-            return result.labels.cpu().numpy(), {int(k): list(v) for k, v in result.prompt_slices.items()}
+        base = prompt.base or {}
+        box2mask = self._network("box2mask", device) if ("box" in base or "box3d" in base) else None
+        predictor = PAMPredictor(propmask=self._network("propmask", device), box2mask=box2mask, inferer=inferer)
 
         with self._slots:
             waited = time.perf_counter() - started
             try:
-                outcome = self._sessions.run(prompt, data.get("image_path") or "", volume, propagate)
-            except PromptError as error:
+                predictor.set_image(image)
+                outcome = self._sessions.run(prompt, data.get("image_path") or "", predictor, thickness)
+            except ImageError as error:  # an image PAM cannot use (NaN intensities, a flat volume, ...)
+                raise PAMRequestError(422, str(error)) from None
+            except InputError as error:  # a prompt or correction that does not fit
                 raise PAMRequestError(400, str(error)) from None
-            except ValueError as error:  # an image PAM cannot use (NaN intensities, a flat volume, ...)
+            except ValueError as error:
                 raise PAMRequestError(422, str(error)) from None
 
         labels = torch.as_tensor(outcome.labels).to(torch.int16)
         data[self.output_label_key] = MetaTensor(labels[None], meta=dict(image.meta))
-        data[self.output_json_key] = self._report(outcome, stats, image, prompt, waited, time.perf_counter() - started)
+        data[self.output_json_key] = self._report(outcome, image, prompt, waited, time.perf_counter() - started)
         return data
 
     def _uploaded_label(self, data: dict[str, Any], image: MetaTensor) -> np.ndarray | None:
@@ -283,7 +277,6 @@ class PAMInferTask(BundleInferTask):
     def _report(
         self,
         outcome: SessionOutcome,
-        stats: dict[str, Any],
         image: MetaTensor,
         prompt: RequestPrompt,
         waited: float,
@@ -315,11 +308,10 @@ class PAMInferTask(BundleInferTask):
             "label_name": objects[0]["name"] if objects else self.label_name,
             "volume_ml": round(sum(o["volume_ml"] for o in objects), 4),
             "image_shape": [int(s) for s in labels.shape],
-            "rounds": stats["rounds"],
-            "slices_predicted": stats["slices_predicted"],
-            "propagations": stats["propagations"],
+            "rounds": outcome.rounds,
+            "slices_predicted": outcome.slices_predicted,
             "timing": {
-                **{k: round(v, 4) for k, v in stats["seconds"].items()},
+                **{k: round(v, 4) for k, v in outcome.seconds.items()},
                 "queued": round(waited, 4),
                 "total": round(seconds, 4),
             },
