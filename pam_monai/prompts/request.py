@@ -36,6 +36,7 @@ import numpy as np
 
 from pam_monai.errors import PromptError
 from pam_monai.prompts.core import plane_axes
+from pam_monai.prompts.parse import parse_prompt
 
 __all__ = [
     "RequestPrompt",
@@ -212,6 +213,8 @@ class RequestPrompt:
         segment: the object's name (3D Slicer's segment name) for sessions; ``None`` if not sent.
         client: the client id and MONAI Label session id, for sessions.
         description: a JSON description of the prompt for the response.
+        args: ``base`` checked by :func:`~pam_monai.prompts.parse_prompt`: keywords of
+            :meth:`pam_monai.predictor.PAMPredictor.segment` (empty without a base).
     """
 
     axis: int
@@ -220,6 +223,7 @@ class RequestPrompt:
     segment: str | None = None
     client: tuple[str, str] = ("", "")
     description: dict[str, Any] = field(default_factory=dict)
+    args: dict[str, Any] = field(default_factory=dict)
 
     def steps(self) -> list[tuple[int, tuple[tuple[int, int], ...], tuple[tuple[int, int], ...]]]:
         """The clicks grouped by slice (:func:`click_steps`)."""
@@ -327,4 +331,12 @@ def read_request(
     if clicks:
         description.update(foreground=sum(c[3] > 0 for c in clicks), background=sum(c[3] < 0 for c in clicks))
         description["type"] = description["type"] + "+clicks" if base is not None else "clicks"
-    return RequestPrompt(axis=axis, base=base, clicks=clicks, segment=name, client=client, description=description)
+    return RequestPrompt(
+        axis=axis,
+        base=base,
+        clicks=clicks,
+        segment=name,
+        client=client,
+        description=description,
+        args=parse_prompt(base) if base is not None else {},
+    )

@@ -171,7 +171,8 @@ class ClickSessions:
             if states:
                 result = predictor.open_session(states[-1].labels, axis, {1: states[-1].guides})
             else:
-                result = predictor.segment(**_segment_kwargs(base, axis), thickness_mm=thickness_mm)
+                args = prompt.args if prompt.base is not None else {"mask_prompt": base["mask"], "axis": axis}
+                result = predictor.segment(**args, thickness_mm=thickness_mm)
                 counts["rounds"] += result.rounds
                 counts["slices_predicted"] += result.slices_predicted
                 counts["seconds"] = {k: float(v) for k, v in result.seconds.items()}
@@ -205,12 +206,3 @@ class ClickSessions:
             "cleared": final.cleared,
         }
         return SessionOutcome(labels=labels, prompt_slices=prompt_slices, info=info, **counts)
-
-
-def _segment_kwargs(base: dict[str, Any], axis: int) -> dict[str, Any]:
-    """The base prompt's fields as keywords of :meth:`PAMPredictor.segment`."""
-    if "mask" in base:
-        return {"mask_prompt": base["mask"], "axis": axis}
-    if "box3d" in base:
-        return {"box3d": tuple(base["box3d"]), "axis": axis}
-    return {"box": tuple(base["box"]), "slice_index": int(base["slice"]), "axis": axis}
