@@ -12,7 +12,6 @@ from __future__ import annotations
 import inspect
 import os
 import re
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from pam_monai.data.io import write_atomic
 from pam_monai.errors import CheckpointError
 from pam_monai.networks.box2mask import Box2MaskNet
 from pam_monai.networks.propmask import PropMaskNet
@@ -257,21 +257,9 @@ def build_network_from_checkpoint(
 
 
 def _atomic_save(obj: Any, path: str | os.PathLike[str]) -> Path:
-    """``torch.save`` to a temporary file next to ``path``, then rename it over ``path`` (no partial file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(obj, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp_name, 0o644)  # mkstemp creates 0600; give the result ordinary file permissions
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    return path
+    """``torch.save`` to a temporary file next to ``path``, then rename it over ``path`` (no partial file; the
+    permissions of any new file, see :func:`~pam_monai.data.io.write_atomic`)."""
+    return write_atomic(path, lambda temporary: torch.save(obj, temporary))
 
 
 def save_network(

@@ -120,3 +120,12 @@ def test_non_nifti_goes_to_loadimage(tmp_path: Path) -> None:
     assert read_nifti(tmp_path / "image.nrrd") is None
     nib.save(nib.Nifti1Image(np.zeros((4, 5, 6, 2), np.float32), np.eye(4)), tmp_path / "four.nii.gz")
     assert read_nifti(tmp_path / "four.nii.gz") is None  # 4D: LoadImage decides
+
+
+def test_saved_network_gets_the_umask_permissions(tmp_path: Path, umask) -> None:
+    from pam_monai.networks import build_box2mask, save_network
+
+    umask(0o027)
+    path = save_network(build_box2mask("light", input_size=64), tmp_path / "weights.pt")
+    assert mode(path) == 0o640
+    assert [p.name for p in tmp_path.iterdir()] == ["weights.pt"]
