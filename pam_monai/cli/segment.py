@@ -19,7 +19,6 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from pam_monai.cli.preview import save_preview
 from pam_monai.data.io import ImageError, save_label_image, write_atomic
 from pam_monai.errors import NoObjectError
 from pam_monai.networks.checkpoint import CheckpointError
@@ -147,6 +146,8 @@ def segment_case(
     save_label_image(result.labels, np.asarray(volume.affine), output)
     if preview:
         prompt_slices = sorted({s for slices in result.prompt_slices.values() for s in slices})
+        from pam_monai.cli.preview import save_preview  # PIL and the drawing code only when a preview is asked for
+
         guides = {label: {k: m.cpu().numpy() for k, m in masks.items()} for label, masks in result.guides.items()}
         save_preview(volume.numpy(), result.labels.numpy(), result.axis, prompt_slices, preview, guides=guides)
     summary["seconds"]["write"] = round(time.perf_counter() - write_start, 4)
