@@ -170,3 +170,21 @@ def test_package_and_cli_import_nothing_heavy_until_used() -> None:
     assert lines[0] == "[]"
     assert lines[1] == "pam_monai.predictor pam_monai.inferers.propagation pam_monai.networks.configs"
     assert lines[2].startswith("AttributeError") and "nothing" in lines[2]
+
+
+def test_benchmark_charges_each_package_its_own_import_time(benchmark_module) -> None:  # noqa: ANN001
+    bench = benchmark_module("bench_startup")
+    stderr = "\n".join(
+        [
+            "import time: self [us] | cumulative | imported package",
+            "import time:       300 |        300 |     torch._C",
+            "import time:      1000 |       1300 |   torch",
+            "import time:       500 |        500 |       mlflow.entities",
+            "import time:       200 |        700 |     mlflow",
+            "import time:       100 |       2100 | pam_monai.predictor",
+            "some other line",
+        ]
+    )
+    packages, heavy = bench.import_profile(stderr)
+    assert packages == pytest.approx({"torch": 0.0013, "mlflow": 0.0007, "pam_monai": 0.0001})
+    assert heavy == ["mlflow"]
