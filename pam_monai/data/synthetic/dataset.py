@@ -182,7 +182,10 @@ def write_synthetic_datalist(
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: ``python -m pam_monai.data.synthetic OUT_DIR --num-volumes N --shape X Y Z --seed S``."""
-    parser = argparse.ArgumentParser(description="Write synthetic labelled volumes and an MSD-style dataset.json.")
+    parser = argparse.ArgumentParser(
+        prog="python -m pam_monai.data.synthetic",
+        description="Write synthetic labelled volumes and an MSD-style dataset.json.",
+    )
     parser.add_argument("out_dir", type=Path, help="output directory")
     parser.add_argument("--num-volumes", type=int, default=100, help="number of volumes (default 100)")
     parser.add_argument("--shape", type=int, nargs=3, default=(96, 96, 64), metavar=("X", "Y", "Z"))
