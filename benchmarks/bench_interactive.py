@@ -18,7 +18,8 @@ Sets: ``atlas`` (17 subcortical structures of the MNI152 template, Desikan-Killi
 ``generated`` (objects of ``--volumes`` generated volumes, along ``--generated-axes``). Seconds per correction: the
 mean wall time of a call that adds one slice; on a 100-slice object (``--timing-span``: the winding tube of
 ``bench_propagation`` in a 512 x 512 x 140 volume) also measured on its own. Every object's trace goes to ``--csv``
-as it finishes; ``--summarise CSV`` rebuilds the tables from such a file (for example of a run cut short).
+as it finishes; ``--summarise CSV [CSV ...]`` rebuilds the tables from such files (of runs cut short, or of runs
+that split the work).
 
 Usage::
 
@@ -187,7 +188,7 @@ def report(
     lines.append(markdown_table(headers, table))
     for set_name, methods in summary.items():
         pam = {m: s for m, s in methods.items() if m.startswith("PAM")}
-        baselines = [s["fixed"] for m, s in methods.items() if not m.startswith("PAM")]
+        baselines = [s["fixed"] for m, s in methods.items() if not m.startswith("PAM") and not np.isnan(s["fixed"])]
         for method, s in pam.items():
             if np.isnan(s["fixed"]):
                 continue
@@ -229,21 +230,24 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--csv", type=Path, help="write every object's traces here as they finish")
     parser.add_argument("--out", type=Path, help="also write the table (markdown) here")
-    parser.add_argument("--summarise", type=Path, metavar="CSV", help="only summarise a CSV of an earlier run")
+    parser.add_argument("--summarise", type=Path, nargs="+", metavar="CSV", help="only summarise CSVs of earlier runs")
     args = parser.parse_args(argv)
     steps = sorted(set(args.steps))
     if steps[0] < 1:
         parser.error("--steps must be positive")
     if args.summarise:
-        with open(args.summarise, newline="") as handle:
-            rows = list(csv.DictReader(handle))
+        rows = []
+        for path in args.summarise:
+            with open(path, newline="") as handle:
+                rows += list(csv.DictReader(handle))
         text = report(summarise(rows, steps), steps, {})
         print(text)
         return {"rows": rows, "summary": summarise(rows, steps), "text": text}
 
     threads = set_threads(args.threads)
     predictors = pam_predictors(args.fusions) if "PAM" in args.methods else {}
-    handle = open(args.csv, "w", newline="") if args.csv else None  # noqa: SIM115
+    # line-buffered: every finished object is on disk, even if the run is stopped
+    handle = open(args.csv, "w", newline="", buffering=1) if args.csv else None  # noqa: SIM115
     writer = csv.DictWriter(handle, FIELDS) if handle else None
     if writer is not None:
         writer.writeheader()
