@@ -8,6 +8,7 @@ slices they can change (see :mod:`pam_monai.inferers.refinement`); :meth:`PAMPre
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -345,6 +346,7 @@ class PAMPredictor:
                 f"the correction is for label {missing[0]}, which the result does not have "
                 f"(labels {sorted(present)}); segment that object first."
             )
+        started = time.perf_counter()
         labels, predicted, step = result.labels, 0, []
         for lab, masks in sorted(found.items()):
             session = self.sessions.get(lab)
@@ -373,7 +375,9 @@ class PAMPredictor:
             for oldest in self._steps.pop(0):
                 self.sessions[oldest].history.pop(0)
         self._current = labels
-        return self._result(labels, axis, predicted)
+        refined = self._result(labels, axis, predicted)
+        refined.seconds["refine"] = time.perf_counter() - started
+        return refined
 
     def undo(self, label: int | None = None) -> PropagationResult:
         """Go back one step (the latest :meth:`refine`, or only ``label``'s latest correction) and return the
