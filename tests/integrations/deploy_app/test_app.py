@@ -10,9 +10,10 @@ networks are stand-ins whose every head says "object" (deterministic, non-empty 
 plumbing — which instance each SEG frame refers to, the geometry of every output, the report — not accuracy.
 """
 
+# ruff: noqa: F811 - `data` is a fixture imported from deploy_case and named by the tests
+
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -23,160 +24,32 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-import torch
-from conftest import always_object
-
-ROOT = Path(__file__).resolve().parents[3]
-APP_DIR = ROOT / "integrations" / "deploy"
-APP = APP_DIR / "app.py"
-
-
-def _has(module: str) -> bool:
-    try:
-        return importlib.util.find_spec(module) is not None
-    except (ImportError, ValueError):
-        return False
-
-
-HAS_DEPLOY = _has("monai.deploy") and _has("highdicom") and _has("holoscan")
-pytestmark = pytest.mark.skipif(
-    not HAS_DEPLOY,
-    reason="MONAI Deploy App SDK / Holoscan / highdicom are not installed here; they have their own environment: "
-    "run bash scripts/test_deploy.sh (builds .venv-deploy)",
+from deploy_case import (  # noqa: F401 - data is a fixture
+    APP,
+    APP_DIR,
+    BOX_PROMPT,
+    COLUMN_COSINE,
+    DI,
+    DJ,
+    DK,
+    NORMAL,
+    ORIGIN,
+    PROMPT_SLICE,
+    ROOT,
+    ROW_COSINE,
+    RUN_TIMEOUT_S,
+    SHAPE,
+    data,
+    error_line,
+    expected_affine_lps,
+    expected_affine_ras,
+    requires_deploy,
+    run_app,
+    seg_frames,
+    write_ct_series,
 )
 
-SHAPE = (64, 56, 24)  # (columns i, rows j, slices k)
-DI, DJ, DK = 0.9, 1.1, 2.5  # mm between columns, between rows, between slices
-ANGLE_A, ANGLE_B = np.deg2rad(20.0), np.deg2rad(-15.0)
-ROW_COSINE = np.array([np.cos(ANGLE_A), np.sin(ANGLE_A), 0.0])
-COLUMN_COSINE = np.array([-np.sin(ANGLE_A) * np.cos(ANGLE_B), np.cos(ANGLE_A) * np.cos(ANGLE_B), np.sin(ANGLE_B)])
-NORMAL = np.cross(ROW_COSINE, COLUMN_COSINE)
-ORIGIN = np.array([-31.5, 12.25, -80.0])
-PROMPT_SLICE = 11
-BOX_PROMPT = {"box": [20, 18, 40, 36], "slice": PROMPT_SLICE, "axis": 2}
-RUN_TIMEOUT_S = 300
-
-
-def expected_affine_lps() -> np.ndarray:
-    """Voxel (i, j, k) = (column, row, slice) -> DICOM patient coordinates, from the series' own definition."""
-    affine = np.eye(4)
-    affine[:3, 0] = ROW_COSINE * DI
-    affine[:3, 1] = COLUMN_COSINE * DJ
-    affine[:3, 2] = NORMAL * DK
-    affine[:3, 3] = ORIGIN
-    return affine
-
-
-def expected_affine_ras() -> np.ndarray:
-    return np.diag([-1.0, -1.0, 1.0, 1.0]) @ expected_affine_lps()
-
-
-def _save_half_state_dict(network: torch.nn.Module, path: Path) -> None:
-    """As the bundle ships its weights: a plain float16 state dict."""
-    state = {k: v.detach().half() if v.is_floating_point() else v.detach() for k, v in network.state_dict().items()}
-    torch.save(state, path)
-
-
-def write_ct_series(
-    folder: Path, volume: np.ndarray, skip: tuple[int, ...] = (), seed: int = 0, reverse_numbers: bool = False
-) -> list[str]:
-    """Write ``volume`` (HU, (i, j, k)) as a CT series; returns the SOP instance UID of every slice k.
-
-    Slice k lies at ``ORIGIN + k * DK * NORMAL``; file names are shuffled; InstanceNumber is k + 1 (most scanners
-    number along the slice normal) or, with ``reverse_numbers``, counts the other way.
-    """
-    import pydicom
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
-
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    study, series, frame = generate_uid(), generate_uid(), generate_uid()
-    uids = [generate_uid() for _ in range(volume.shape[2])]
-    names = rng.permutation(volume.shape[2])
-    for k in range(volume.shape[2]):
-        if k in skip:
-            continue
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = CTImageStorage
-        meta.MediaStorageSOPInstanceUID = uids[k]
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds = Dataset()
-        ds.file_meta = meta
-        ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, uids[k]
-        ds.PatientName, ds.PatientID, ds.PatientBirthDate, ds.PatientSex = "Phantom^PAM", "PAM0001", "19700101", "O"
-        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study, series, frame
-        ds.StudyDate, ds.StudyTime, ds.SeriesDate, ds.ContentDate = "20260101", "120000", "20260101", "20260101"
-        ds.StudyID, ds.AccessionNumber, ds.ReferringPhysicianName = "1", "ACC1", ""
-        ds.Modality, ds.Manufacturer, ds.SeriesNumber, ds.SeriesDescription = "CT", "pam-tests", 3, "synthetic CT"
-        ds.InstanceNumber = volume.shape[2] - k if reverse_numbers else k + 1
-        ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
-        ds.PositionReferenceIndicator = ""
-        ds.ImageOrientationPatient = [f"{v:.8f}" for v in (*ROW_COSINE, *COLUMN_COSINE)]
-        ds.ImagePositionPatient = [f"{v:.6f}" for v in ORIGIN + k * DK * NORMAL]
-        ds.PixelSpacing = [f"{DJ}", f"{DI}"]  # (between rows, between columns)
-        ds.SliceThickness = f"{DK}"
-        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-        ds.Rows, ds.Columns = volume.shape[1], volume.shape[0]
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
-        ds.RescaleIntercept, ds.RescaleSlope, ds.RescaleType = "-1024", "1", "HU"
-        ds.WindowCenter, ds.WindowWidth = "40", "400"
-        stored = np.clip(np.round(volume[:, :, k].T) + 1024, 0, 4095).astype(np.uint16)  # (rows, columns)
-        ds.PixelData = stored.tobytes()
-        path = folder / f"IM{names[k]:04d}.dcm"
-        pydicom.dcmwrite(path, ds, enforce_file_format=True)
-    return uids
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    from pam_monai.data.synthetic import generate_volume
-    from pam_monai.networks import build_box2mask, build_propmask
-
-    root = tmp_path_factory.mktemp("deploy")
-    volume = generate_volume(7, SHAPE, modality="CT", spacing=(DI, DJ, DK)).image
-    volume = np.round(np.clip(volume, -1024, 3071)).astype(np.float32)
-    models = root / "models"
-    models.mkdir()
-    torch.manual_seed(0)
-    _save_half_state_dict(always_object(build_propmask("light")), models / "model.pt")
-    _save_half_state_dict(always_object(build_box2mask("light")), models / "box2mask.pt")
-    series = root / "series"
-    uids = write_ct_series(series, volume)
-    return {"root": root, "volume": volume, "models": models, "series": series, "uids": uids}
-
-
-def run_app(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    environment = {k: v for k, v in os.environ.items() if not k.startswith(("PAM_", "HOLOSCAN_"))}
-    environment.update(env or {})
-    return subprocess.run(
-        [sys.executable, str(APP), *args],
-        capture_output=True,
-        text=True,
-        timeout=RUN_TIMEOUT_S,
-        env=environment,
-        cwd=cwd or ROOT,
-    )
-
-
-def _error_line(completed: subprocess.CompletedProcess) -> str:
-    lines = [line for line in completed.stderr.splitlines() if line.startswith("pam-deploy: error:")]
-    assert len(lines) == 1, completed.stderr[-3000:]
-    assert completed.stderr.rstrip().endswith(lines[0])  # the last thing said
-    return lines[0]
-
-
-def _seg_frames(seg) -> list[tuple[str, list[float], int]]:  # noqa: ANN001
-    """Per frame: (referenced SOP instance UID, ImagePositionPatient, segment number)."""
-    frames = []
-    shared = seg.SharedFunctionalGroupsSequence[0]
-    for item in seg.PerFrameFunctionalGroupsSequence:
-        source = item.DerivationImageSequence[0].SourceImageSequence[0]
-        position = [float(v) for v in item.PlanePositionSequence[0].ImagePositionPatient]
-        identification = item if "SegmentIdentificationSequence" in item else shared  # shared when one segment
-        number = int(identification.SegmentIdentificationSequence[0].ReferencedSegmentNumber)
-        frames.append((str(source.ReferencedSOPInstanceUID), position, number))
-    return frames
+pytestmark = requires_deploy
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -293,7 +166,7 @@ def test_dicom_seg_refers_to_the_right_instances(box_run: dict, data: dict) -> N
 
     labels = np.asarray(nib.load(box_run["output"] / "pam_seg.nii.gz").dataobj)
     slices_with_object = [k for k in range(SHAPE[2]) if labels[:, :, k].any()]
-    frames = _seg_frames(seg)
+    frames = seg_frames(seg)
     assert int(seg.NumberOfFrames) == len(frames) == len(slices_with_object)  # empty frames are omitted
     pixels = seg.pixel_array.reshape(len(frames), SHAPE[1], SHAPE[0])
     slice_of_uid = {uid: k for k, uid in enumerate(data["uids"])}
@@ -354,86 +227,6 @@ def test_report(box_run: dict, data: dict) -> None:
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def test_mask_prompt_two_objects_gives_two_segments(data: dict, tmp_path: Path) -> None:
-    import highdicom as hd
-
-    series = tmp_path / "input"
-    shutil.copytree(data["series"], series)
-    mask = np.zeros(SHAPE, dtype=np.uint8)
-    mask[8:20, 10:22, PROMPT_SLICE] = 1
-    mask[38:54, 30:46, PROMPT_SLICE] = 2
-    nib.save(nib.Nifti1Image(mask, expected_affine_ras()), series / "mask.nii.gz")
-    (series / "prompt.json").write_text(json.dumps({"mask": "mask.nii.gz"}))
-    output = tmp_path / "output"
-    completed = run_app("-i", str(series), "-o", str(output), "-m", str(data["models"]))
-    assert completed.returncode == 0, completed.stderr[-4000:]
-    (path,) = output.glob("*.dcm")
-    seg = hd.seg.segread(path)
-    assert [s.SegmentLabel for s in seg.SegmentSequence] == ["PAM object 1", "PAM object 2"]
-    assert {number for _, _, number in _seg_frames(seg)} == {1, 2}
-    labels = np.asarray(nib.load(output / "pam_seg.nii.gz").dataobj)
-    assert set(np.unique(labels)) == {0, 1, 2}
-    report = json.loads((output / "pam_report.json").read_text())
-    assert [o["label"] for o in report["objects"]] == [1, 2]
-
-
-def test_mask_prompt_on_several_slices_through_the_shared_parser(data: dict, tmp_path: Path) -> None:
-    """Object 1 drawn on slices 6 and 16, object 2 on slice 11: every marked slice is a guide and keeps its mask."""
-    series = tmp_path / "input"
-    shutil.copytree(data["series"], series)
-    mask = np.zeros(SHAPE, dtype=np.uint8)
-    mask[8:20, 10:22, 6] = 1
-    mask[10:22, 12:24, 16] = 1
-    mask[38:54, 30:46, PROMPT_SLICE] = 2
-    prompts = tmp_path / "prompts"
-    prompts.mkdir()
-    nib.save(nib.Nifti1Image(mask, expected_affine_ras()), prompts / "guides.nii.gz")
-    (prompts / "prompt.json").write_text(json.dumps({"mask": "guides.nii.gz", "axis": 2}))
-    output = tmp_path / "output"
-    completed = run_app(
-        "-i", str(series), "-o", str(output), "-m", str(data["models"]), "--prompt", str(prompts / "prompt.json")
-    )
-    assert completed.returncode == 0, completed.stderr[-4000:]
-    labels = np.asarray(nib.load(output / "pam_seg.nii.gz").dataobj)
-    for k, value in ((6, 1), (16, 1), (PROMPT_SLICE, 2)):  # each object's guides are kept as drawn
-        np.testing.assert_array_equal(labels[:, :, k] == value, mask[:, :, k] == value)
-    assert (labels[:, :, 7:16] == 1).any()  # object 1 between its two guides
-    report = json.loads((output / "pam_report.json").read_text())
-    assert [o["label"] for o in report["objects"]] == [1, 2]
-    assert report["prompt"]["mask_prompt_path"] == str((prompts / "guides.nii.gz").resolve())
-    assert report["objects"][0]["prompt_slices"] == [6, 16]
-
-
-def test_previous_result_corrected_on_one_slice(box_run: dict, data: dict, tmp_path: Path) -> None:
-    """A previous result (the box run's NIfTI) and a mask drawn on one slice: that slice becomes a guide."""
-    series = tmp_path / "input"
-    shutil.copytree(data["series"], series)
-    correction = np.zeros(SHAPE, dtype=np.uint8)
-    correction[24:34, 22:30, 14] = 1
-    nib.save(nib.Nifti1Image(correction, expected_affine_ras()), series / "correction.nii.gz")
-    previous = box_run["output"] / "pam_seg.nii.gz"
-    (series / "prompt.json").write_text(json.dumps({"previous": str(previous), "mask": "correction.nii.gz"}))
-    output = tmp_path / "output"
-    completed = run_app("-i", str(series), "-o", str(output), "-m", str(data["models"]))
-    assert completed.returncode == 0, completed.stderr[-4000:]
-    labels = np.asarray(nib.load(output / "pam_seg.nii.gz").dataobj)
-    np.testing.assert_array_equal(labels[:, :, 14], correction[:, :, 14])
-    report = json.loads((output / "pam_report.json").read_text())
-    assert [o["label"] for o in report["objects"]] == [1]
-    assert report["prompt"]["previous_path"] == str(previous.resolve())
-
-
-def test_clicks_without_a_previous_result_are_refused_in_one_line(data: dict, tmp_path: Path) -> None:
-    output = tmp_path / "output"
-    prompt = {"clicks": [[30, 28, PROMPT_SLICE, 1]]}
-    completed = run_app(
-        "-i", str(data["series"]), "-o", str(output), "-m", str(data["models"]), "--prompt", json.dumps(prompt)
-    )
-    assert completed.returncode == 2, completed.stderr[-3000:]
-    assert "previous" in _error_line(completed)
-    assert not output.exists() or list(output.iterdir()) == []
-
-
 def test_nifti_input_with_prompt_from_environment(data: dict, tmp_path: Path) -> None:
     affine = np.array([[-0.8, 0, 0, 12.5], [0, 0.9, 0.1, -30.0], [0, 0, 2.5, 40.0], [0, 0, 0, 1.0]])
     image = tmp_path / "ct.nii.gz"
@@ -468,7 +261,7 @@ def test_missing_slice_is_refused(data: dict, tmp_path: Path) -> None:
         "-i", str(series), "-o", str(output), "-m", str(data["models"]), "--prompt", json.dumps(BOX_PROMPT)
     )
     assert completed.returncode == 2, completed.stderr[-3000:]
-    line = _error_line(completed)
+    line = error_line(completed)
     assert "slice spacing is not uniform" in line and "5.000 mm between slices 11 and 12" in line, line
     assert list(output.iterdir()) == []  # no outputs, no staging folder left behind
 
@@ -488,7 +281,7 @@ def test_prompt_outside_the_image_is_refused(data: dict, tmp_path: Path, prompt:
         "-i", str(data["series"]), "-o", str(output), "-m", str(data["models"]), "--prompt", str(prompt_file)
     )
     assert completed.returncode == 2, completed.stderr[-3000:]
-    assert expected in _error_line(completed)
+    assert expected in error_line(completed)
     assert list(output.iterdir()) == []
 
 
@@ -496,14 +289,14 @@ def test_no_prompt_and_no_weights_are_refused_before_reading(data: dict, tmp_pat
     output = tmp_path / "output"
     completed = run_app("-i", str(data["series"]), "-o", str(output), "-m", str(data["models"]))
     assert completed.returncode == 2
-    assert "no prompt" in _error_line(completed)
+    assert "no prompt" in error_line(completed)
     empty = tmp_path / "no_weights"
     empty.mkdir()
     completed = run_app(
         "-i", str(data["series"]), "-o", str(output), "-m", str(empty), "--prompt", json.dumps(BOX_PROMPT)
     )
     assert completed.returncode == 2
-    assert "no PropMask weights" in _error_line(completed)
+    assert "no PropMask weights" in error_line(completed)
     assert not output.exists() or list(output.iterdir()) == []
 
 
@@ -523,7 +316,7 @@ def test_a_corrupt_or_mismatched_checkpoint_is_refused(
         "-i", str(data["series"]), "-o", str(output), "-m", str(models), "--prompt", json.dumps(BOX_PROMPT)
     )
     assert completed.returncode == 2, completed.stderr[-3000:]
-    assert expected in _error_line(completed)
+    assert expected in error_line(completed)
     assert not output.exists() or list(output.iterdir()) == []
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-from test_app import DI, DJ, DK, HAS_DEPLOY, ROOT, SHAPE, _seg_frames, run_app, write_ct_series
+from deploy_case import DI, DJ, DK, HAS_DEPLOY, ROOT, SHAPE, run_app, seg_frames, write_ct_series
 
 README = ROOT / "README.md"
 BEGIN, END = "<!-- map-commands: begin -->", "<!-- map-commands: end -->"
@@ -177,7 +177,7 @@ def test_map_writes_every_output_with_the_in_process_labels(map_run: dict, case:
     source = pydicom.dcmread(next(case["series"].iterdir()), stop_before_pixels=True)
     assert seg.StudyInstanceUID == source.StudyInstanceUID and seg.FrameOfReferenceUID == source.FrameOfReferenceUID
     assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == source.SeriesInstanceUID
-    frames = _seg_frames(seg)
+    frames = seg_frames(seg)
     slice_of_uid = {uid: k for k, uid in enumerate(case["uids"])}
     pixels = seg.pixel_array.reshape(len(frames), SHAPE[1], SHAPE[0])
     for index, (uid, _, number) in enumerate(frames):
