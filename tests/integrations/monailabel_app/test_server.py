@@ -1,8 +1,10 @@
-"""The MONAI Label app (integrations/monailabel) through a real server on 127.0.0.1, plus its prompt conversion.
+"""The MONAI Label app (integrations/monailabel) through a real server on 127.0.0.1, plus its click sessions.
 
 The server tests need MONAI Label, which lives in its own environment: run them with
 ``bash scripts/test_monailabel.sh`` (it builds ``.venv-monailabel`` and runs this folder there). In the main
-environment they are skipped; the prompt-conversion tests at the top (pure numpy) run in both.
+environment they are skipped; the session tests at the top (the library's predictor with oracle networks) run in
+both. Requests are replayed as 3D Slicer's MONAI Label module builds them (:func:`slicer_infer`, :func:`slicer_roi`);
+the request reading itself is tested in tests/prompts/test_request.py.
 
 Unless trained default weights sit in ``bundle/models/model.pt``, the server runs with stand-in weights whose every
 head says "object" (deterministic, non-empty output): those tests check the plumbing — the result's grid, affine,
@@ -51,8 +53,8 @@ requires_monailabel = pytest.mark.skipif(
 # A sheared affine (as a tilted gantry gives): the result must keep it exactly.
 AFFINE0 = np.array([[-0.8, 0, 0, 12.5], [0, 0.9, 0.1, -30.0], [0, 0, 2.5, 40.0], [0, 0, 0, 1.0]])
 AFFINE1 = np.diag([1.0, 1.2, 2.0, 1.0])
-# i and j flipped (an image stored in LPS): 3D Slicer's roi pairs come out reversed along both.
-AFFINE2 = np.array([[-1.0, 0, 0, 20.0], [0, -1.1, 0, 15.0], [0, 0, 1.5, -8.0], [0, 0, 0, 1.0]])
+# i flipped: 3D Slicer's roi pair comes out reversed along it.
+AFFINE2 = np.array([[-1.0, 0, 0, 20.0], [0, 1.1, 0, 15.0], [0, 0, 1.5, -8.0], [0, 0, 0, 1.0]])
 CASES = {
     "vol0": ((48, 44, 30), (24, 22, 15), (10, 9, 6), AFFINE0),
     "vol1": ((40, 48, 28), (19, 25, 13), (8, 11, 6), AFFINE1),
@@ -473,7 +475,7 @@ def test_slicer_roi_from_the_scribbles_tool_lands_on_the_object(
     case = cases["cases"]["vol2"]
     truth = case["truth"]
     roi = slicer_roi((26, 4, 12), (38, 14, 12), case["affine"])  # the object's bounding box on slice 12
-    assert roi[0] > roi[1] and roi[2] > roi[3], "both in-plane pairs are reversed on this grid"
+    assert roi[0] > roi[1] and roi[2] < roi[3], "the i pair is reversed on this grid"
     # The scribbles tool uploads the visible segments (here the still empty one) with the roi.
     segments = tmp_path / "scribbles.nii.gz"
     nib.save(nib.Nifti1Image(np.zeros(truth.shape, np.uint8), case["affine"]), segments)
