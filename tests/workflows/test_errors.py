@@ -1,4 +1,4 @@
-"""The bad input behind wrapped exceptions is found and stops a caller with one line; anything else keeps its traceback."""
+"""The bad input behind wrapped exceptions is found and stops a caller in one line; a bug keeps its traceback."""
 
 from __future__ import annotations
 
