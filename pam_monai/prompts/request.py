@@ -281,7 +281,8 @@ def read_request(
     clicks = request_clicks(request.get("foreground"), request.get("background"), shape)
     name = request.get("label") if isinstance(request.get("label"), str) and uploaded_label is None else None
     session = request.get("session")
-    session_id = session.get("session_id") if isinstance(session, Mapping) else request.get("session_id")
+    # MONAI Label puts the session's JSON (its id under "name") in the request when session_id is in the query.
+    session_id = session.get("name") if isinstance(session, Mapping) else request.get("session_id")
     client = (str(request.get("client_id") or ""), str(session_id or ""))
     description: dict[str, Any] = {"axis": axis}
     base: dict[str, Any] | None = None

@@ -125,6 +125,9 @@ def test_clicks_as_slicer_sends_them_are_grouped_by_slice_in_click_order() -> No
         (20, (), ((5, 5),)),
     ]
     assert click_steps(prompt.clicks, 0)[0] == (20, ((20, 15), (22, 9)), ())
+    # With session_id in the query, MONAI Label adds the session's JSON, whose "name" is its id.
+    session = read_request({**request, "session": {"name": "3f2a", "image": "/sessions/3f2a/image.nii.gz"}}, SHAPE)
+    assert session.client == ("user-xyz", "3f2a")
 
 
 def test_bad_clicks() -> None:
