@@ -214,6 +214,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sets", nargs="+", default=["atlas", "generated"], choices=["atlas", "generated"])
     parser.add_argument("--structures", type=int, default=len(SUBCORTICAL_STRUCTURES), help="first N structures")
+    parser.add_argument("--skip-structures", type=int, default=0, help="leave out the first N of those (split a run)")
     parser.add_argument("--axes", type=int, nargs="+", default=[2, 0, 1], help="atlas axes, in this order")
     parser.add_argument("--volumes", type=int, default=4, help="generated volumes (seeds 0..N-1)")
     parser.add_argument("--shape", type=int, nargs=3, default=[96, 96, 64], help="generated volumes' shape")
@@ -261,7 +262,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for protocol in args.protocols:
             for set_name in args.sets:
                 if set_name == "atlas":
-                    cases = atlas_cases(SUBCORTICAL_STRUCTURES[: args.structures], args.axes)
+                    cases = atlas_cases(SUBCORTICAL_STRUCTURES[args.skip_structures : args.structures], args.axes)
                 else:
                     cases = generated_cases(args.volumes, args.shape, args.generated_axes)
                 rows += run_set(set_name, cases, predictors, args, protocol, writer)
