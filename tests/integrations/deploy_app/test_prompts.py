@@ -74,6 +74,22 @@ def test_mask_prompt_on_several_slices_through_the_shared_parser(data: dict, tmp
     assert report["objects"][0]["prompt_slices"] == [6, 16]
 
 
+def test_one_box_on_two_slices(data: dict, tmp_path: Path) -> None:
+    """``"slice": [k1, k2]`` puts the box on both slices: both are guides of object 1."""
+    output = tmp_path / "output"
+    prompt = {"box": [20, 18, 40, 36], "slice": [8, 14], "axis": 2}
+    completed = run_app(
+        "-i", str(data["series"]), "-o", str(output), "-m", str(data["models"]), "--prompt", json.dumps(prompt)
+    )
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    report = json.loads((output / "pam_report.json").read_text())
+    (obj,) = report["objects"]
+    assert obj["label"] == 1 and obj["prompt_slices"] == [8, 14]
+    assert report["prompt"]["boxes"] == [[[20, 18, 40, 36], 8], [[20, 18, 40, 36], 14]]
+    labels = np.asarray(nib.load(output / "pam_seg.nii.gz").dataobj)
+    assert labels[:, :, 8:15].any(axis=(0, 1)).all()
+
+
 def test_previous_result_corrected_on_one_slice(data: dict, tmp_path: Path) -> None:
     """A previous result (object 1 on slices 8..14) and a mask drawn on slice 12: that slice becomes a guide, the
     slices beyond the previous result's own guide and the correction's neighbours keep their labels."""
