@@ -147,7 +147,9 @@ def test_configs_name_library_functions_only_through_scripts() -> None:
     ("configs", "workflow_type"),
     [(["inference.json"], "infer"), (["train.json"], "train"), (["train.json", "evaluate.json"], "train")],
 )
-def test_monai_property_checks_pass(bundle_scripts: ModuleType, configs: list[str], workflow_type: str) -> None:
+def test_monai_property_checks_pass(
+    bundle_scripts: ModuleType, configs: list[str], workflow_type: str, tmp_path: Path
+) -> None:
     from monai.bundle import ConfigWorkflow
 
     # Training resolves its trainer, whose loader needs volumes: one small generated one.
@@ -157,7 +159,9 @@ def test_monai_property_checks_pass(bundle_scripts: ModuleType, configs: list[st
         config_file=[str(BUNDLE / "configs" / name) for name in configs],
         workflow_type=workflow_type,
         logging_file=False,
-        bundle_root=str(BUNDLE),
+        bundle_root=str(tmp_path),  # where the training handlers would write (checkpoints)
+        ckpt_path=str(BUNDLE / "models" / "model.pt"),
+        box2mask_ckpt_path=str(BUNDLE / "models" / "box2mask.pt"),
         **data,
     )
     workflow.initialize()
