@@ -66,6 +66,7 @@ else
     pip_args=(--disable-pip-version-check -q)
     if [ -n "${WHEELS:-}" ]; then pip_args+=(--no-index --find-links "$WHEELS" --no-build-isolation); fi
     install() { "$PY" -m pip install "${pip_args[@]}" "$@" >> "$LOG" 2>&1 || { tail -n 20 "$LOG" >&2; exit 1; }; }
+    if [ -n "${WHEELS:-}" ]; then install "setuptools>=68" wheel; fi  # to build this package without isolation
     if ! "$PY" -c "import torch" 2>/dev/null; then
         install ${TORCH_INDEX:+--index-url "$TORCH_INDEX"} "torch>=2.4,<=2.14.1"
     fi

@@ -37,6 +37,7 @@ SKIPPED = {
     "pam-monai convert-checkpoint box2mask.pth": "needs the authors' checkpoint files (not redistributable)",
     "--checkpoint propmask_monai.pt": "needs the converted authors' checkpoints",
     "benchmarks/run_gpu.sh": "needs a GPU",
+    "scripts/train_on_device.sh": "needs a lent GPU",
     "--num_workers 14 --batch_size 64": "the GPU run of the default weights (14 loader processes, 700 volumes)",
     "$COMMON --target": "the CPU runs that trained the default weights: 240 generated volumes before the first step",
     "--dataset_dir runs/atlas": "the full atlas evaluation (17 structures, tens of minutes)",
