@@ -146,7 +146,7 @@ def segment_case(
     save_label_image(result.labels, np.asarray(volume.affine), output)
     if preview:
         prompt_slices = sorted({s for slices in result.prompt_slices.values() for s in slices})
-        from pam_monai.cli.preview import save_preview  # PIL and the drawing code only when a preview is asked for
+        from pam_monai.visualize.preview import save_preview  # PIL and drawing only when a preview is asked for
 
         guides = {label: {k: m.cpu().numpy() for k, m in masks.items()} for label, masks in result.guides.items()}
         save_preview(volume.numpy(), result.labels.numpy(), result.axis, prompt_slices, preview, guides=guides)

@@ -14,8 +14,8 @@ from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import MapTransform
 
-from pam_monai.cli.preview import save_preview
 from pam_monai.data.io import save_label_image, voxel_volume_ml, write_atomic
+from pam_monai.visualize.preview import save_preview
 
 __all__ = ["SavePropagationResultsd"]
 
