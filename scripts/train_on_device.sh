@@ -55,8 +55,11 @@ if [ -n "${PAM_VENV:-}" ]; then
 else
     VENV=${DEVICE_VENV:-/tmp/pam-device-venv}
     say "setting up $VENV"
-    python3 -m venv "$VENV"
+    # Without ensurepip on the machine the environment gets no pip of its own: the machine's pip installs into it.
+    python3 -m venv "$VENV" >> "$LOG" 2>&1 || python3 -m venv --without-pip "$VENV"
     PY="$VENV/bin/python"
+    pip=("$PY" -m pip)
+    "$PY" -m pip --version > /dev/null 2>&1 || pip=(python3 -m pip --python "$PY")
     # The machine's torch, if any: its folder goes to the end of the new environment's path, so what is installed
     # here (numpy < 2, say) comes first.
     base=$(python3 -c "import os, torch; print(os.path.dirname(os.path.dirname(torch.__file__)))" 2>/dev/null || true)
@@ -65,7 +68,7 @@ else
     fi
     pip_args=(--disable-pip-version-check -q)
     if [ -n "${WHEELS:-}" ]; then pip_args+=(--no-index --find-links "$WHEELS" --no-build-isolation); fi
-    install() { "$PY" -m pip install "${pip_args[@]}" "$@" >> "$LOG" 2>&1 || { tail -n 20 "$LOG" >&2; exit 1; }; }
+    install() { "${pip[@]}" install "${pip_args[@]}" "$@" >> "$LOG" 2>&1 || { tail -n 20 "$LOG" >&2; exit 1; }; }
     if [ -n "${WHEELS:-}" ]; then install "setuptools>=68" wheel; fi  # to build this package without isolation
     if ! "$PY" -c "import torch" 2>/dev/null; then
         install ${TORCH_INDEX:+--index-url "$TORCH_INDEX"} "torch>=2.4,<=2.14.1"
