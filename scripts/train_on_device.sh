@@ -3,7 +3,7 @@
 # Box2Mask, bundle/models) within a time budget, then compare the candidate with the shipped weights on the
 # validation structures (ICBM 2009c, never the atlas test set) and on held-out generated volumes.
 #
-#   OUT=out/device bash scripts/train_on_device.sh 420
+#   OUT=out/device bash scripts/train_on_device.sh 240
 #
 # The argument is the training budget in seconds (wall time). PropMask and Box2Mask train side by side through
 # scripts/train_default.sh and share the machine: PropMask for the whole budget, Box2Mask for BOX2MASK_SHARE of it.
