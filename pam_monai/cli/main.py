@@ -307,8 +307,8 @@ def _propagate_2d(args: argparse.Namespace) -> dict:
 
 def _propagate_large(args: argparse.Namespace) -> dict:
     from pam_monai.cli.propagate2d import load_guides, propagate_large_image
-    from pam_monai.data.images2d import image_suffix, probe_image2d
     from pam_monai.data.io import write_atomic
+    from pam_monai.images2d.io import image_suffix, probe_image2d
 
     output = Path(args.output)
     if image_suffix(output) not in (".tif", ".tiff"):

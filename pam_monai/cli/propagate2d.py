@@ -32,7 +32,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from pam_monai.data.images2d import (
+from pam_monai.data.io import write_atomic
+from pam_monai.images2d.io import (
     image_suffix,
     open_region_reader,
     probe_image2d,
@@ -41,8 +42,7 @@ from pam_monai.data.images2d import (
     write_label_tiff,
     write_mask_png,
 )
-from pam_monai.data.io import write_atomic
-from pam_monai.inferers.set2d import (
+from pam_monai.images2d.set2d import (
     Propagate2DError,
     check_guides,
     network_input_size,
@@ -50,7 +50,7 @@ from pam_monai.inferers.set2d import (
     prepare_guides,
     propagate_to_images,
 )
-from pam_monai.inferers.sliding2d import instance_guides, label_instances, stitch_probability
+from pam_monai.images2d.sliding2d import instance_guides, label_instances, stitch_probability
 
 __all__ = [
     "LargeImageResult",
@@ -286,7 +286,7 @@ def propagate_large_image(
         guides: ``(image, mask)`` pairs or a guide folder / list file; each annotated instance (8-connected
             component of a mask) can become a guide crop.
         network: PropMask (``forward_indexed``, ``input_size``), in eval mode.
-        window: sliding-window side in pixels (default: see :mod:`pam_monai.inferers.sliding2d`).
+        window: sliding-window side in pixels (default: see :mod:`pam_monai.images2d.sliding2d`).
         batch_size: windows per forward (each paired with every guide).
         output: write the label image here (``.tif``/``.tiff``, tiled BigTIFF, tile by tile) instead of
             returning it; intermediate arrays then live in memory-mapped scratch files beside it.

@@ -25,8 +25,8 @@ from pam_monai.cli.propagate2d import (
     propagate_large_image,
     propagate_to_images,
 )
-from pam_monai.data.images2d import TiffRegionReader
 from pam_monai.data.io import ImageReadError
+from pam_monai.images2d.io import TiffRegionReader
 from pam_monai.networks import build_propmask, save_network
 from pam_monai.networks.checkpoint import CheckpointError
 from pam_monai.predictor import default_checkpoints

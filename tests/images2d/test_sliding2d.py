@@ -7,9 +7,9 @@ import pytest
 import torch
 from torch import nn
 
-from pam_monai.data.images2d import ArrayRegionReader
-from pam_monai.inferers.set2d import GuideBatch, guided_probability, resize
-from pam_monai.inferers.sliding2d import InstanceGuides, stitch_probability, window_starts
+from pam_monai.images2d.io import ArrayRegionReader
+from pam_monai.images2d.set2d import GuideBatch, guided_probability, resize
+from pam_monai.images2d.sliding2d import InstanceGuides, stitch_probability, window_starts
 from pam_monai.transforms.intensity import apply_window
 
 

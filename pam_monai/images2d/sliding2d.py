@@ -28,7 +28,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from tqdm.auto import tqdm
 
-from pam_monai.inferers.set2d import GuideBatch, guided_probability, pooled_guide_window, prepare_guides, resize
+from pam_monai.images2d.set2d import GuideBatch, guided_probability, pooled_guide_window, prepare_guides, resize
 from pam_monai.transforms.intensity import apply_window
 
 __all__ = [

@@ -15,8 +15,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pam_monai.data.images2d import binary_mask2d, to_grey
 from pam_monai.errors import Propagate2DError
+from pam_monai.images2d.io import binary_mask2d, to_grey
 from pam_monai.inferers.box2mask import foreground_probability
 from pam_monai.inferers.propagation_parts import network_device, network_input_size
 from pam_monai.transforms.intensity import apply_window, guided_window
