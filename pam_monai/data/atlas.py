@@ -16,9 +16,11 @@ from scipy import ndimage
 __all__ = [
     "SUBCORTICAL_STRUCTURES",
     "atlas_data_dir",
-    "inter_atlas_agreement",
+    "REFERENCE_NAMES",
+    "atlas_label_names",
     "largest_slice_prompt",
     "load_template_and_labels",
+    "resample_to_grid",
     "write_atlas_datalist",
     "write_other_structures_datalist",
 ]
@@ -46,7 +48,7 @@ MNI152_TEMPLATE = "MNI152_T1_1mm_brain.nii.gz"
 ICBM2009C_TEMPLATE = "mni_icbm152_t1_tal_nlin_asym_09c_brain.nii.gz"
 
 # The same structures in two atlases drawn independently of Desikan-Killiany (absent: no counterpart).
-_REFERENCE_NAMES = {
+REFERENCE_NAMES = {
     "neuromorphometrics": {
         **{f"{side}-{s}": f"{side}_{s.replace('-', '_')}" for side in ("Left", "Right") for s in _PAIRED},
         **{f"{side}-Thalamus-Proper": f"{side}_Thalamus_Proper" for side in ("Left", "Right")},
@@ -62,7 +64,7 @@ _REFERENCE_NAMES = {
 }
 
 
-def _resample(
+def resample_to_grid(
     image: nib.Nifti1Image, template: nib.Nifti1Image, order: int = 0, volume: int | None = None
 ) -> np.ndarray:
     """``image`` (3D, or one ``volume`` of a 4D image) on ``template``'s grid through the affines; ``order`` 0
@@ -76,7 +78,8 @@ def _resample(
     )
 
 
-def _label_names(atlas: str) -> dict[str, int]:
+def atlas_label_names(atlas: str) -> dict[str, int]:
+    """Label values by structure name of one of the package's atlases (e.g. ``"neuromorphometrics"``)."""
     with open(atlas_data_dir() / "atlases" / f"labels_{atlas}.csv", newline="") as handle:
         return {row["name"]: int(row["index"]) for row in csv.DictReader(handle)}
 
@@ -88,41 +91,8 @@ def load_template_and_labels(
     resampled onto its grid (nearest neighbour through the affines) and the label values by structure name."""
     data = atlas_data_dir()
     template = nib.load(data / "templates" / template_name)
-    labels = _resample(nib.load(data / "atlases" / "atlas_desikan_killiany.nii.gz"), template)
-    return template, labels, _label_names("desikan_killiany")
-
-
-def inter_atlas_agreement() -> list[dict[str, Any]]:
-    """How well the evaluation's labels are defined on the template: per structure, the Dice between the
-    Desikan-Killiany label and the same structure in two independently drawn atlases of the package
-    (Neuromorphometrics; Harvard-Oxford, its probability map cut at 50 %), all on the MNI152 grid.
-
-    The atlases were drawn on other brains, so no method that follows this template's image can be expected to
-    agree with Desikan-Killiany much better than they agree with each other.
-    """
-    from pam_monai.evaluation.metrics import binary_dice
-
-    template, labels, names = load_template_and_labels()
-    data = atlas_data_dir() / "atlases"
-    neuromorphometrics = _resample(nib.load(data / "atlas_neuromorphometrics.nii.gz"), template)
-    harvard_oxford = nib.load(data / "atlas_harvard_oxford.nii.gz")  # one probability map (%) per structure
-    rows = []
-    for structure in SUBCORTICAL_STRUCTURES:
-        ours = labels == names[structure]
-        row: dict[str, Any] = {"structure": structure}
-        for atlas in ("neuromorphometrics", "harvard_oxford"):
-            other_name = _REFERENCE_NAMES[atlas].get(structure)
-            value = _label_names(atlas).get(other_name) if other_name else None
-            if value is None:
-                row[atlas] = None
-                continue
-            if atlas == "neuromorphometrics":
-                theirs = neuromorphometrics == value
-            else:
-                theirs = _resample(harvard_oxford, template, order=1, volume=value) >= 50.0
-            row[atlas] = binary_dice(ours, theirs)
-        rows.append(row)
-    return rows
+    labels = resample_to_grid(nib.load(data / "atlases" / "atlas_desikan_killiany.nii.gz"), template)
+    return template, labels, atlas_label_names("desikan_killiany")
 
 
 def largest_slice_prompt(labels: np.ndarray, value: int, axis: int = 2) -> tuple[np.ndarray, int]:
@@ -227,22 +197,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--other-structures", metavar="DIR", help="instead write the ICBM 2009c set without the evaluated structures"
     )
-    parser.add_argument(
-        "--agreement", action="store_true", help="instead print the inter-atlas agreement per structure"
-    )
     args = parser.parse_args(argv)
     try:
-        if args.agreement:
-            rows = inter_atlas_agreement()
-            print("| structure | Neuromorphometrics DSC | Harvard-Oxford DSC |\n|---|---|---|")
-            for row in rows:
-                cells = ["-" if row[a] is None else f"{row[a]:.3f}" for a in ("neuromorphometrics", "harvard_oxford")]
-                print(f"| {row['structure']} | {cells[0]} | {cells[1]} |")
-            means = [
-                np.mean([r[a] for r in rows if r[a] is not None]) for a in ("neuromorphometrics", "harvard_oxford")
-            ]
-            print(f"| **mean** | {means[0]:.3f} | {means[1]:.3f} |")
-        elif args.other_structures:
+        if args.other_structures:
             print(write_other_structures_datalist(args.other_structures))
         else:
             print(write_atlas_datalist(args.out_dir))

