@@ -8,6 +8,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup_deploy.sh
 VENV=${PAM_DEPLOY_VENV:-.venv-deploy}
-# Holoscan asks for a 32 MiB stack; raise the soft limit where the hard limit allows it.
-ulimit -s 32768 2>/dev/null || true
+# Holoscan asks for a 32 MiB stack; raise the soft limit where the hard limit allows it. Only the soft one: a plain
+# `ulimit -s` also lowers the hard limit, which a dockerd started from here (scripts/build_map.sh) would inherit,
+# and the MAP's `docker run --ulimit stack=64MiB` would then be refused.
+ulimit -S -s 32768 2>/dev/null || true
 OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} "$VENV/bin/python" -m pytest -q -p no:cacheprovider tests/integrations/deploy_app "$@"
