@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from reference_layout import PAPER, SMALL
 from torch import Tensor, nn
 
 from pam_monai.networks import (
@@ -21,16 +22,6 @@ from pam_monai.networks import (
     read_checkpoint,
     save_network,
 )
-
-PAPER = (32, 64, 128, 256, 512, 512)
-SMALL = (8, 16, 32, 32, 32, 32)
-CONV_KWARGS = {
-    "conv_bias": True,
-    "norm_op": nn.InstanceNorm2d,
-    "norm_op_kwargs": {"eps": 1e-5, "affine": True},
-    "nonlin": nn.LeakyReLU,
-    "nonlin_kwargs": {"negative_slope": 0.01, "inplace": True},
-}
 
 
 # ---------------------------------------------------------------------------------------------------------------
