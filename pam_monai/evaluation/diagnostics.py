@@ -5,16 +5,12 @@ itself (the *copy* baseline: the object assumed not to change). Comparing the tw
 and on real anatomy, separates a network that has learnt propagation but does not transfer (beats copying on the
 first, not on the second) from one that has not learnt it at all (ties on both).
 
-``python -m pam_monai.evaluation.diagnostics --dataset-dir runs/atlas`` (or ``--synthetic 12``) prints the table.
+``python -m pam_monai.cli.diagnostics --dataset-dir runs/atlas`` (or ``--synthetic 12``) prints the table.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
 from collections.abc import Callable, Iterable, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -111,67 +107,3 @@ def summarise_profile(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]
             {"distance": distance, "n": len(chosen), "network_dsc": network, "copy_dsc": copy, "gain": network - copy}
         )
     return rows
-
-
-def _volumes(args: argparse.Namespace) -> Iterable[tuple[str, np.ndarray, np.ndarray]]:
-    if args.synthetic:
-        from pam_monai.data.synthetic import generate_volume
-
-        for seed in range(args.seed, args.seed + args.synthetic):
-            volume = generate_volume(seed, (96, 96, 64), spacing=(1.0, 1.0, 1.0))
-            yield f"synthetic-{seed}", volume.image, volume.label
-        return
-    from pam_monai.data.datalist import load_datalist
-    from pam_monai.data.io import load_image
-
-    items = load_datalist(Path(args.dataset_dir) / "dataset.json", "validation", base_dir=args.dataset_dir)
-    for item in items:
-        image = np.asarray(load_image(item["image"])).squeeze()
-        label = np.asarray(load_image(item["label"])).squeeze().astype(np.int64)
-        yield str(item["image"]), image, label
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m pam_monai.evaluation.diagnostics", description=__doc__.split("\n")[0]
-    )
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--dataset-dir", help="folder with a dataset.json whose 'validation' items are measured")
-    source.add_argument("--synthetic", type=int, help="measure this many generated volumes (1 mm voxels) instead")
-    parser.add_argument("--seed", type=int, default=70000, help="seed of the first generated volume")
-    parser.add_argument("--checkpoint", help="PropMask weights (default: the bundle's)")
-    parser.add_argument("--axes", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--max-offset", type=int, default=20)
-    parser.add_argument("--output", help="also write the per-offset summary and the records as JSON here")
-    args = parser.parse_args(argv)
-    from pam_monai.data.io import write_atomic
-    from pam_monai.networks.checkpoint import CheckpointError, build_network_from_checkpoint
-    from pam_monai.networks.weights import default_checkpoints
-
-    try:
-        network = build_network_from_checkpoint(args.checkpoint or default_checkpoints()[0], kind="propmask").eval()
-        records = []
-        for _, image, label in _volumes(args):
-            records += offset_profile(image, label, network, axes=args.axes, max_offset=args.max_offset)
-        summary = summarise_profile(records)
-        if args.output:
-            text = json.dumps({"summary": summary, "records": records}, indent=1)
-            write_atomic(args.output, lambda temporary: Path(temporary).write_text(text))
-    except (CheckpointError, OSError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    print("| distance (slices) | n | PropMask DSC | copied guide DSC | gain |\n|---|---|---|---|---|")
-    for row in summary:
-        cells = (
-            row["distance"],
-            row["n"],
-            f"{row['network_dsc']:.3f}",
-            f"{row['copy_dsc']:.3f}",
-            f"{row['gain']:+.3f}",
-        )
-        print("| " + " | ".join(map(str, cells)) + " |")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -19,7 +16,6 @@ from pam_monai.data.synthetic import (
     IN_PLANE_SPACING_RANGE,
     MIN_OBJECT_VOXELS,
     SLICE_SPACING_RANGE,
-    main,
 )
 
 SMALL = (48, 48, 32)
@@ -242,25 +238,6 @@ def test_write_synthetic_datalist_roundtrip(tmp_path):
     assert tuple(data["label"].shape) == (1, *shape)
     np.testing.assert_allclose(data["image"].pixdim, generate_volume(22, shape).spacing, rtol=1e-5)
     assert int(data["label"].max()) >= 2
-
-
-def test_cli_main(tmp_path, capsys):
-    out = tmp_path / "cli"
-    assert main([str(out), "--num-volumes", "2", "--shape", "32", "32", "16", "--seed", "4", "--no-progress"]) == 0
-    meta = json.loads((out / "dataset.json").read_text())
-    assert meta["numTraining"] + meta["numValidation"] == 2
-    assert str(out / "dataset.json") in capsys.readouterr().out
-    assert len(list((out / "imagesTr").glob("*.nii.gz"))) == 2
-
-
-def test_module_entry_point(tmp_path):
-    out = tmp_path / "mod"
-    cmd = [sys.executable, "-m", "pam_monai.data.synthetic", str(out), "--num-volumes", "1", "--shape", "24", "24"]
-    cmd += ["12", "--seed", "1", "--num-validation", "0"]
-    res = subprocess.run(cmd, capture_output=True, text=True, cwd=Path(__file__).resolve().parents[2], timeout=120)
-    assert res.returncode == 0, res.stderr
-    meta = json.loads((out / "dataset.json").read_text())
-    assert len(meta["training"]) == 1 and meta["validation"] == []
 
 
 def test_horn_tapers_to_a_thin_tip():

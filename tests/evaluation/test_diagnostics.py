@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +9,7 @@ import pytest
 import torch
 from conftest import OraclePropMask, ellipsoid, object_volume
 
-from pam_monai.evaluation.diagnostics import main, offset_profile, summarise_profile
+from pam_monai.evaluation.diagnostics import offset_profile, summarise_profile
 from pam_monai.inferers.propagation import PropagationInferer
 from pam_monai.prompts.core import PromptError
 
@@ -83,39 +82,3 @@ def test_predict_slices_rejects_nan_intensities() -> None:
         PropagationInferer().predict_slices(
             image, OraclePropMask(), guide_mask=label[..., 22] > 0, slice_index=22, offsets=[1]
         )
-
-
-def test_cli_measures_generated_volumes_with_the_default_weights(tmp_path: Path, capsys) -> None:  # noqa: ANN001
-    output = tmp_path / "profile.json"
-    assert main(["--synthetic", "1", "--axes", "2", "--max-offset", "3", "--output", str(output)]) == 0
-    table = capsys.readouterr().out
-    assert table.splitlines()[0].startswith("| distance")
-    saved = json.loads(output.read_text())
-    assert [row["distance"] for row in saved["summary"]] == [1, 2, 3]
-    assert all(0.0 <= r["network_dsc"] <= 1.0 for r in saved["records"])
-
-
-def test_cli_reports_a_missing_checkpoint_in_one_line(tmp_path: Path, capsys) -> None:  # noqa: ANN001
-    code = main(["--synthetic", "1", "--checkpoint", str(tmp_path / "missing.pt")])
-    error = capsys.readouterr().err
-    assert code == 1 and error.startswith("error:") and len(error.strip().splitlines()) == 1
-
-
-@pytest.mark.parametrize(
-    ("flags", "message"), [(["--max-offset", "0"], "max_offset"), (["--dataset-dir", "/nonexistent"], "not found")]
-)
-def test_cli_rejects_bad_requests_in_one_line(tmp_path: Path, capsys, flags: list[str], message: str) -> None:  # noqa: ANN001
-    output = tmp_path / "profile.json"
-    source = [] if "--dataset-dir" in flags else ["--synthetic", "1"]
-    assert main([*source, *flags, "--output", str(output)]) == 1
-    error = capsys.readouterr().err.strip()
-    assert error.startswith("error:") and message in error and len(error.splitlines()) == 1
-    assert not list(tmp_path.iterdir())  # nothing written
-
-
-def test_cli_reports_an_unwritable_output_in_one_line(tmp_path: Path, capsys) -> None:  # noqa: ANN001
-    blocker = tmp_path / "file"
-    blocker.write_text("not a folder")
-    output = blocker / "profile.json"
-    assert main(["--synthetic", "1", "--axes", "2", "--max-offset", "2", "--output", str(output)]) == 1
-    assert capsys.readouterr().err.startswith("error:") and sorted(p.name for p in tmp_path.iterdir()) == ["file"]

@@ -28,12 +28,12 @@ Modules: :mod:`~pam_monai.data.synthetic.grid` (geometry, smooth noise), :mod:`~
 :mod:`~pam_monai.data.synthetic.textures` (intensities, backgrounds, painting), :mod:`~pam_monai.data.synthetic.volume`
 (:func:`generate_volume`) and :mod:`~pam_monai.data.synthetic.dataset` (MONAI dataset, NIfTI datalist writer).
 
-Entry point::
+Command line (:mod:`pam_monai.cli.synthetic`)::
 
-    python -m pam_monai.data.synthetic OUT_DIR --num-volumes 100 --shape 96 96 64 --seed 0
+    python -m pam_monai.cli.synthetic OUT_DIR --num-volumes 100 --shape 96 96 64 --seed 0
 """
 
-from pam_monai.data.synthetic.dataset import SyntheticVolumeDataset, main, write_synthetic_datalist
+from pam_monai.data.synthetic.dataset import SyntheticVolumeDataset, write_synthetic_datalist
 from pam_monai.data.synthetic.volume import (
     CLEAN_FRACTION,
     CT_INTENSITY_RANGE,
@@ -57,6 +57,5 @@ __all__ = [
     "SyntheticVolume",
     "SyntheticVolumeDataset",
     "generate_volume",
-    "main",
     "write_synthetic_datalist",
 ]

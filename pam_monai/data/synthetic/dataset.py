@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 from collections.abc import Callable, Sequence
@@ -13,9 +12,9 @@ import numpy as np
 from monai.data import Dataset
 
 from pam_monai.data.io import write_atomic
-from pam_monai.data.synthetic.volume import MODALITIES, generate_volume
+from pam_monai.data.synthetic.volume import generate_volume
 
-__all__ = ["SyntheticVolumeDataset", "main", "write_synthetic_datalist"]
+__all__ = ["SyntheticVolumeDataset", "write_synthetic_datalist"]
 
 
 class SyntheticVolumeDataset(Dataset):
@@ -178,31 +177,3 @@ def write_synthetic_datalist(
     path = out / "dataset.json"
     write_atomic(path, lambda p: p.write_text(json.dumps(meta, indent=2) + "\n"))
     return path
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Command line: ``python -m pam_monai.data.synthetic OUT_DIR --num-volumes N --shape X Y Z --seed S``."""
-    parser = argparse.ArgumentParser(
-        prog="python -m pam_monai.data.synthetic",
-        description="Write synthetic labelled volumes and an MSD-style dataset.json.",
-    )
-    parser.add_argument("out_dir", type=Path, help="output directory")
-    parser.add_argument("--num-volumes", type=int, default=100, help="number of volumes (default 100)")
-    parser.add_argument("--shape", type=int, nargs=3, default=(96, 96, 64), metavar=("X", "Y", "Z"))
-    parser.add_argument("--seed", type=int, default=0, help="seed of volume 0 (volume i uses seed + i)")
-    parser.add_argument("--num-validation", type=int, default=None, help="validation volumes (default 10%%)")
-    parser.add_argument("--modality", choices=MODALITIES, default=None, help="fix the modality (default: random)")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    args = parser.parse_args(argv)
-    kwargs = {} if args.modality is None else {"modality": args.modality}
-    path = write_synthetic_datalist(
-        args.out_dir,
-        args.num_volumes,
-        shape=tuple(args.shape),
-        seed=args.seed,
-        num_validation=args.num_validation,
-        progress=not args.no_progress,
-        **kwargs,
-    )
-    print(path)
-    return 0
