@@ -224,8 +224,10 @@ class PAMPredictor:
         return self.image
 
     def _result(self, labels: torch.Tensor, axis: int, predicted: int = 0) -> PropagationResult:
-        present = {int(v) for v in torch.unique(labels).tolist() if v > 0}
-        guides = {lab: dict(s.guides) for lab, s in sorted(self.sessions.items()) if lab in present or s.guides}
+        # a session without guides only while its object is in the result (no scan of the whole volume otherwise)
+        guides = {
+            lab: dict(s.guides) for lab, s in sorted(self.sessions.items()) if s.guides or bool((labels == lab).any())
+        }
         result = PropagationResult(labels=labels, slices_predicted=predicted, axis=axis, guides=guides)
         result.prompt_slices = {lab: sorted(own) for lab, own in guides.items()}
         return result
@@ -259,10 +261,12 @@ class PAMPredictor:
             drawn = drawn.reshape(drawn.shape[-3:]) if drawn.ndim == 4 and drawn.shape[0] == 1 else drawn
             if tuple(drawn.shape) != shape:
                 raise PromptError(f"the correction's grid {tuple(drawn.shape)} differs from the image's {shape}.")
-            if not bool(drawn.any()):
+            marked = (drawn != 0).movedim(axis, 0).flatten(1).any(1).nonzero().flatten()
+            if not len(marked):
                 raise PromptError("the correction is empty: no nonzero voxel in the corrected slices.")
-            for p in mask_prompts_from_volume(drawn, axis):
-                found.setdefault(p.label, {})[p.slice_index] = p.mask
+            # only the marked slices are read (a correction marks a few slices of a large volume)
+            for p in mask_prompts_from_volume(drawn.index_select(axis, marked), axis):
+                found.setdefault(p.label, {})[int(marked[p.slice_index])] = p.mask
         box_list = [(tuple(int(v) for v in b), int(k)) for b, k in boxes or ()]
         if box is not None:
             if slice_index is None:
@@ -329,7 +333,6 @@ class PAMPredictor:
                 f"the result's grid {tuple(result.labels.shape)} is not the current image's "
                 f"{tuple(image.shape)}: segment it on this image first."
             )
-        present = {int(v) for v in torch.unique(result.labels).tolist() if v > 0} | set(self.sessions)
         found = self.corrections(
             result.labels,
             axis,
@@ -340,8 +343,9 @@ class PAMPredictor:
             boxes=boxes,
             label=label,
         )
-        missing = sorted(set(found) - present)
+        missing = sorted(lab for lab in found if lab not in self.sessions and not bool((result.labels == lab).any()))
         if missing:
+            present = {int(v) for v in torch.unique(result.labels).tolist() if v > 0} | set(self.sessions)
             raise SessionError(
                 f"the correction is for label {missing[0]}, which the result does not have "
                 f"(labels {sorted(present)}); segment that object first."

@@ -6,6 +6,17 @@ side without one) are recomputed by propagating from the guides of that stretch:
 slices only, so the guides at its ends propagate inward and, beyond an outermost guide, propagation runs as for a
 new prompt. Everything else of the previous result is kept voxel for voxel, other objects included. A corrected
 slice whose mask is empty (every voxel removed by background clicks) ends the object there.
+
+**Early stop.** A correction rarely changes the whole stretch up to its neighbouring guide or the volume's end: away
+from the corrected slice the recomputed masks soon match the previous ones again. So the stretch is recomputed in a
+window around the corrected slices: at first ``FIRST_REACH`` slices on each side (fewer when the inferer's round
+predicts fewer, never fewer than ``agree_slices + 1``), clipped to the stretch. On each side where the window cuts
+the stretch short, the recomputed slices are compared with the previous result's, walking outward from the corrected
+slice: once ``agree_slices`` consecutive slices agree (per-slice Dice >= ``agree_dice``; two empty masks agree), the
+front stops at the last of them and from there on the previous result is kept. A side without such a run is
+recomputed again in a window twice as wide, until it agrees or reaches its guide or the volume's end (where the
+window is the whole stretch, as without early stop). Stretches holding no drawn (non-empty) corrected slice are
+always recomputed whole.
 """
 
 from __future__ import annotations
@@ -17,9 +28,24 @@ import numpy as np
 import torch
 
 from pam_monai.errors import PromptError
-from pam_monai.inferers.propagation import PropagationInferer
+from pam_monai.inferers.propagation import PropagationInferer, neighbourhood_size
 
-__all__ = ["affected_range", "implied_guides", "refine_object"]
+__all__ = [
+    "AGREE_DICE",
+    "AGREE_SLICES",
+    "FIRST_REACH",
+    "affected_range",
+    "agreeing_stop",
+    "implied_guides",
+    "refine_object",
+]
+
+AGREE_DICE = 0.95
+"""Per-slice Dice with the previous result from which a recomputed slice counts as agreeing (early stop)."""
+AGREE_SLICES = 3
+"""Consecutive agreeing slices after which a correction's recomputed front stops (early stop)."""
+FIRST_REACH = 6
+"""Slices on each side of the corrected slices that early stop recomputes first (doubled while they disagree)."""
 
 
 def implied_guides(labels: torch.Tensor, label: int, axis: int) -> dict[int, torch.Tensor]:
@@ -39,6 +65,24 @@ def affected_range(guides: Mapping[int, Any], corrected: int, depth: int) -> tup
     below = [g for g in guides if g < corrected]
     above = [g for g in guides if g > corrected]
     return (max(below) if below else 0), (min(above) if above else depth - 1)
+
+
+def agreeing_stop(
+    new: torch.Tensor, old: torch.Tensor, start: int, step: int, agree_dice: float, agree_slices: int
+) -> int | None:
+    """Where a recomputed front may stop: walking from ``start`` by ``step`` (+1 / -1) over the ``(D, H, W)``
+    masks ``new`` and ``old`` (the recomputed and the previous slices), the index of the last slice of the first
+    ``agree_slices`` consecutive slices whose Dice is ``>= agree_dice`` (two empty masks agree); ``None`` if none."""
+    run = 0
+    stop = len(new) if step > 0 else -1
+    for k in range(start, stop, step):
+        a, b = new[k], old[k]
+        total = int(a.sum()) + int(b.sum())
+        dice = 1.0 if total == 0 else 2.0 * int((a & b).sum()) / total
+        run = run + 1 if dice >= agree_dice else 0
+        if run >= agree_slices:
+            return k
+    return None
 
 
 def _merged_ranges(guides: Mapping[int, Any], corrected: list[int], depth: int) -> list[tuple[int, int]]:
@@ -82,6 +126,54 @@ def _propagate_block(
     return result.labels.movedim(axis, 0) > 0, result.slices_predicted
 
 
+def _recompute_stretch(
+    inferer: PropagationInferer,
+    vol: torch.Tensor,
+    network: Callable[..., Any],
+    guides: dict[int, torch.Tensor],
+    old: torch.Tensor,
+    anchors: list[int],
+    start: int,
+    end: int,
+    spacing: tuple[float, float, float],
+    axis: int,
+    agree: tuple[float, int] | None,
+) -> tuple[torch.Tensor, int, int, int]:
+    """Slices ``start..end`` recomputed around the corrected slices ``anchors``, with the early stop of the module
+    docstring (``agree``: ``(agree_dice, agree_slices)``, ``None``: the whole stretch).
+
+    Returns:
+        the ``(end - start + 1, H, W)`` masks, the first and last slice to write (the stretch's own indices) and the
+        number of predictions made.
+    """
+    if agree is None or not anchors:
+        block, count = _propagate_block(inferer, vol, network, guides, start, end, spacing, axis)
+        return block, start, end, count
+    z = neighbourhood_size(inferer.thickness_mm, float(spacing[axis]), inferer.max_neighbours)
+    reach = [max(min(z, FIRST_REACH), agree[1] + 1)] * 2  # slices below the lowest and above the highest anchor
+    predicted = 0
+    while True:
+        first, last = max(start, min(anchors) - reach[0]), min(end, max(anchors) + reach[1])
+        block, count = _propagate_block(inferer, vol, network, guides, first, last, spacing, axis)
+        predicted += count
+        write, settled = [first, last], True
+        for side, (cut_short, anchor, step) in enumerate(
+            ((first > start, min(anchors) - first, -1), (last < end, max(anchors) - first, 1))
+        ):
+            if not cut_short:
+                continue
+            stop = agreeing_stop(block, old[first - start : last + 1 - start], anchor + step, step, *agree)
+            if stop is None:
+                reach[side] *= 2
+                settled = False
+            else:
+                write[side] = first + stop
+        if settled:
+            out = torch.zeros((end - start + 1, *vol.shape[1:]), dtype=torch.bool)
+            out[first - start : last + 1 - start] = block
+            return out, write[0], write[1], predicted
+
+
 def refine_object(
     inferer: PropagationInferer,
     image: torch.Tensor,
@@ -93,6 +185,8 @@ def refine_object(
     *,
     axis: int,
     spacing: tuple[float, float, float],
+    agree_dice: float | None = AGREE_DICE,
+    agree_slices: int = AGREE_SLICES,
 ) -> tuple[torch.Tensor, dict[int, torch.Tensor], list[tuple[int, int]], int]:
     """One object's result after ``corrections`` (new guide masks by slice), recomputing only what they change.
 
@@ -106,10 +200,14 @@ def refine_object(
         corrections: the new or replaced guides, slice -> ``(H, W)`` bool mask (may be empty: no object there).
         axis: the propagation axis.
         spacing: the image's voxel spacing (mm).
+        agree_dice: early stop (module docstring): the per-slice Dice with the previous result from which a
+            recomputed slice agrees; ``None``: recompute every affected slice.
+        agree_slices: early stop: consecutive agreeing slices after which a recomputed front stops.
 
     Returns:
-        the new label volume, the object's new guides, the recomputed slice ranges (inclusive) and the number of
-        network predictions made.
+        the new label volume (in ``previous``'s memory layout), the object's new guides, the rewritten slice ranges
+        (inclusive; slices in them that early stop kept are rewritten as they were) and the number of network
+        predictions made.
 
     Raises:
         PromptError: no correction, a slice outside the image or a mask of the wrong shape.
@@ -119,30 +217,50 @@ def refine_object(
     depth, height, width = vol.shape
     if not corrections:
         raise PromptError("the correction is empty: draw a mask, a box or clicks on at least one slice.")
+    if agree_slices < 1:
+        raise PromptError(f"agree_slices must be at least 1, got {agree_slices}.")
     for k, m in corrections.items():
         if not 0 <= k < depth:
             raise PromptError(f"the correction's slice {k} is outside the image: axis {axis} has {depth} slices.")
         if tuple(m.shape) != (height, width):
             raise PromptError(f"the correction's mask {tuple(m.shape)} differs from the slice's {(height, width)}.")
+    agree = None if agree_dice is None else (float(agree_dice), int(agree_slices))
     new_guides = {k: m.cpu().bool() for k, m in guides.items()} | {k: m.cpu().bool() for k, m in corrections.items()}
     out = previous.clone().movedim(axis, 0)
-    ranges = _merged_ranges(new_guides, sorted(corrections), depth)
+    ranges, written = _merged_ranges(new_guides, sorted(corrections), depth), []
     predicted = 0
     for lo, hi in ranges:
         # Empty guides end the object: blocks between them propagate separately and the empty slices stay empty.
         cuts = [k for k in sorted(new_guides) if lo <= k <= hi and not bool(new_guides[k].any())]
         found = torch.zeros((hi - lo + 1, height, width), dtype=torch.bool)
+        write = torch.zeros(hi - lo + 1, dtype=torch.bool)
+        write[[k - lo for k in cuts]] = True
+        old = out[lo : hi + 1] == label
         start = lo
         for stop in [*cuts, hi + 1]:
             if stop - 1 >= start:
-                block, count = _propagate_block(inferer, vol, network, new_guides, start, stop - 1, spacing, axis)
+                anchors = [k for k in corrections if start <= k < stop and bool(corrections[k].any())]
+                block, first, last, count = _recompute_stretch(
+                    inferer, vol, network, new_guides, old[start - lo : stop - lo], anchors, start, stop - 1,
+                    spacing, axis, agree,
+                )  # fmt: skip
                 found[start - lo : stop - lo] = block
+                write[first - lo : last + 1 - lo] = True
                 predicted += count
             start = stop + 1
         # A guide that was not corrected keeps its slice as it was: write only between it and the correction.
-        first = lo + 1 if lo in guides and lo not in corrections else lo
-        last = hi - 1 if hi in guides and hi not in corrections else hi
-        slab = out[first : last + 1]
+        if lo in guides and lo not in corrections:
+            write[0] = False
+        if hi in guides and hi not in corrections:
+            write[-1] = False
+        rewrite = torch.nonzero(write).flatten()
+        if not len(rewrite):
+            continue
+        first, last = int(rewrite[0]), int(rewrite[-1])
+        keep = ~write[first : last + 1, None, None]
+        slab = out[lo + first : lo + last + 1]
+        mask = torch.where(keep, old[first : last + 1], found[first : last + 1])
         slab[slab == label] = 0
-        slab[found[first - lo : last + 1 - lo] & (slab == 0)] = label
-    return out.movedim(0, axis).contiguous(), new_guides, ranges, predicted
+        slab[mask & (slab == 0)] = label
+        written.append((lo + first, lo + last))
+    return out.movedim(0, axis), new_guides, written or [ranges[0]], predicted
