@@ -1,7 +1,9 @@
 """Propagation across a set of 2D images: a few annotated examples guide the segmentation of many others.
 
 Every target image is a query slice and every annotated example a guiding slice of PropMask; a target's
-foreground probability is the average over all guides and all deep-supervision heads. The intensity window
+foreground probability is the average over all guides and all deep-supervision heads. PropMask's image encoder
+does not depend on the guide, so each query is encoded once and the guides (encoded once, :func:`encode_guides`)
+are paired with its features only in the cross-attention and the decoder. The intensity window
 comes from the pooled foreground pixels of all guides (0.5 / 99.5 percentiles, as the PAM paper does for one
 guide), so every target is normalised the same way.
 """
@@ -23,8 +25,10 @@ from pam_monai.transforms.intensity import apply_window, guided_window
 
 __all__ = [
     "GuideBatch",
+    "GuideFeatures",
     "Propagate2DError",
     "check_guides",
+    "encode_guides",
     "guided_probability",
     "network_input_size",
     "pad_square",
@@ -141,18 +145,85 @@ def prepare_guides(
     return GuideBatch(torch.stack(images).to(device), torch.stack(masks).to(device), window)
 
 
+@dataclass
+class GuideFeatures:
+    """Guides encoded once for every query: PropMask's image and mask features at its cross-attention stages.
+
+    Attributes:
+        images: per attention stage ``s``, ``(G, C_s, h_s, w_s)`` guide image features.
+        masks: per attention stage ``s``, ``(G, C_s, h_s, w_s)`` guide mask features.
+    """
+
+    images: dict[int, torch.Tensor]
+    masks: dict[int, torch.Tensor]
+
+    @property
+    def count(self) -> int:
+        return int(next(iter(self.images.values())).shape[0])
+
+
+_SPLIT_PARTS = ("image_encoder", "mask_encoder", "cross_attentions", "attention_stages", "decoder")
+
+
 @torch.inference_mode()
-def guided_probability(network: torch.nn.Module, guides: GuideBatch, queries: torch.Tensor) -> torch.Tensor:
+def encode_guides(network: torch.nn.Module, guides: GuideBatch) -> GuideFeatures | None:
+    """The guides' features, or ``None`` for a network without PropMask's parts (it is then run whole)."""
+    if not all(hasattr(network, part) for part in _SPLIT_PARTS):
+        return None
+    images, masks = network.image_encoder(guides.images), network.mask_encoder(guides.masks)
+    stages = network.attention_stages
+    return GuideFeatures({s: images[s] for s in stages}, {s: masks[s] for s in stages})
+
+
+def _paired_logits(
+    network: torch.nn.Module, features: GuideFeatures, skips: list[torch.Tensor], first: int, last: int
+) -> list[torch.Tensor]:
+    """Decoder logits of queries ``first..last-1`` (their encoder ``skips``) each paired with every guide."""
+    g = features.count
+    index = torch.arange(g, device=skips[0].device).repeat(last - first)
+    fused = [skip[first:last].repeat_interleave(g, dim=0) for skip in skips]
+    for attention, s in zip(network.cross_attentions, network.attention_stages):
+        fused[s] = fused[s] + attention(fused[s], features.images[s], features.masks[s], index)
+    return network.decoder(fused)
+
+
+_PAIRED_PIXELS = 64 * 128 * 128  # query-guide pairs decoded together: bounds the decoder's memory
+
+
+@torch.inference_mode()
+def guided_probability(
+    network: torch.nn.Module,
+    guides: GuideBatch,
+    queries: torch.Tensor,
+    features: GuideFeatures | None = None,
+) -> torch.Tensor:
     """Foreground probability of ``(n, 1, S, S)`` normalised queries, averaged over every guide and head.
 
-    One ``forward_indexed`` call: the guides are encoded once and each query is paired with each guide.
+    With PropMask's parts (``image_encoder``, ``mask_encoder``, ``cross_attentions``, ``decoder``), each query is
+    encoded once and its features are paired with every guide's (``features``, from :func:`encode_guides` when not
+    given) in the cross-attention and the decoder; the result equals pairing every query with every guide in
+    ``forward_indexed``, which is what other networks get.
+
+    Returns:
+        ``(n, S, S)`` probabilities.
     """
-    n, g = queries.shape[0], guides.images.shape[0]
-    paired = queries.to(guides.images.device).repeat_interleave(g, dim=0)
-    index = torch.arange(g, device=paired.device).repeat(n)
-    logits = network.forward_indexed(guides.images, guides.masks, paired, index)
-    probability = foreground_probability(logits, guides.size)
-    return probability.reshape(n, g, guides.size, guides.size).mean(dim=1)
+    n, g, size = queries.shape[0], guides.images.shape[0], guides.size
+    queries = queries.to(guides.images.device)
+    features = features or encode_guides(network, guides)
+    if features is None:
+        paired = queries.repeat_interleave(g, dim=0)
+        index = torch.arange(g, device=paired.device).repeat(n)
+        probability = foreground_probability(network.forward_indexed(guides.images, guides.masks, paired, index), size)
+        return probability.reshape(n, g, size, size).mean(dim=1)
+    side = int(queries.shape[-1])
+    skips = network.image_encoder(queries)
+    step = max(1, _PAIRED_PIXELS // (g * side * side))
+    parts = []
+    for first in range(0, n, step):
+        last = min(first + step, n)
+        probability = foreground_probability(_paired_logits(network, features, skips, first, last), side)
+        parts.append(probability.reshape(last - first, g, side, side).mean(dim=1))
+    return torch.cat(parts)
 
 
 def _query(image: np.ndarray, guides: GuideBatch) -> tuple[torch.Tensor, int, int]:
