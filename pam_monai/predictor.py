@@ -3,6 +3,10 @@
 Each object (label value) segmented on the current image has a session: its guides (the slices that steer it) and
 the steps that changed it. :meth:`PAMPredictor.refine` adds corrected slices as guides and recomputes only the
 slices they can change (see :mod:`pam_monai.inferers.refinement`); :meth:`PAMPredictor.undo` takes a step back.
+
+The predictor itself imports no MONAI: it works on the image as a plain tensor with its affine beside it
+(:meth:`PAMPredictor.set_volume`, what the command line uses), and gives it as a MetaTensor to those who ask
+(:attr:`PAMPredictor.image`, :meth:`PAMPredictor.set_image`).
 """
 
 from __future__ import annotations
@@ -11,23 +15,23 @@ import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from monai.data import MetaTensor
-from monai.data.utils import affine_to_spacing
 from torch import nn
 
-from pam_monai.data.io import ImageError, load_image, voxel_volume_ml
+from pam_monai.data.io import ImageError, affine_spacing, is_meta_tensor, load_image
 from pam_monai.errors import PromptError, SessionError
-from pam_monai.inferers.propagation import PropagationInferer, PropagationResult
-from pam_monai.inferers.refinement import implied_guides, refine_object
+from pam_monai.inferers.propagation_parts import PropagationResult, result_report
+from pam_monai.inferers.propagator import Propagator
 from pam_monai.networks.checkpoint import CheckpointError, build_network_from_checkpoint
 from pam_monai.networks.weights import DEFAULT_BOX2MASK, DEFAULT_PROPMASK, default_checkpoints
-from pam_monai.prompts.clicks import correct_plane
 from pam_monai.prompts.core import mask_prompts_from_volume, plane_axes, validate_box
 from pam_monai.prompts.slicer_roi import read_slicer_roi, roi_prompt
+
+if TYPE_CHECKING:
+    from monai.data import MetaTensor
 
 __all__ = ["DEFAULT_BOX2MASK", "DEFAULT_PROPMASK", "ObjectSession", "PAMPredictor", "default_checkpoints"]
 
@@ -49,7 +53,8 @@ class PAMPredictor:
     Args:
         propmask: the PropMask network.
         box2mask: the Box2Mask network (needed for box prompts).
-        inferer: the propagation inferer (default settings if omitted).
+        inferer: the propagation (a :class:`~pam_monai.inferers.propagator.Propagator` or a
+            :class:`~pam_monai.inferers.propagation.PropagationInferer`; default settings if omitted).
         device: where the networks run.
 
     Example::
@@ -69,7 +74,7 @@ class PAMPredictor:
         *,
         propmask: nn.Module,
         box2mask: nn.Module | None = None,
-        inferer: PropagationInferer | None = None,
+        inferer: Propagator | None = None,
         device: str | torch.device = "cpu",
         max_undo: int = 20,
     ) -> None:
@@ -80,8 +85,10 @@ class PAMPredictor:
         self._current: torch.Tensor | None = None
         self.propmask = propmask.to(self.device).eval()
         self.box2mask = box2mask.to(self.device).eval() if box2mask is not None else None
-        self.inferer = inferer or PropagationInferer()
-        self.image: MetaTensor | None = None
+        self.inferer = inferer or Propagator()
+        self.volume: torch.Tensor | None = None  # the current (X, Y, Z) image as a plain tensor
+        self.affine: np.ndarray | None = None  # and its 4x4 float64 affine (mm)
+        self._image: MetaTensor | None = None  # the MetaTensor given to set_image, or made for the image property
 
     @classmethod
     def from_checkpoints(
@@ -91,7 +98,8 @@ class PAMPredictor:
         device: str | torch.device = "cpu",
         **inferer_args: Any,
     ) -> PAMPredictor:
-        """Build from checkpoint files (ours or the authors'); without paths, the bundle's default weights."""
+        """Build from checkpoint files (ours or the authors'); without paths, the bundle's default weights; the
+        ``inferer_args`` configure a :class:`~pam_monai.inferers.propagator.Propagator`."""
         if propmask is None:
             propmask, default_box2mask = default_checkpoints()
             box2mask = box2mask or (default_box2mask if default_box2mask.exists() else None)
@@ -101,36 +109,61 @@ class PAMPredictor:
         return cls(
             propmask=build_network_from_checkpoint(propmask, kind="propmask"),
             box2mask=build_network_from_checkpoint(box2mask, kind="box2mask") if box2mask else None,
-            inferer=PropagationInferer(**inferer_args),
+            inferer=Propagator(**inferer_args),
             device=device,
         )
+
+    def set_volume(self, volume: torch.Tensor | np.ndarray, affine: np.ndarray | torch.Tensor | None = None) -> None:
+        """Take a ``(X, Y, Z)`` (or ``(1, X, Y, Z)``) image with its 4x4 affine in mm (default: 1 mm voxels),
+        without MONAI (see :func:`~pam_monai.data.io.load_volume` to read one from a file).
+
+        Raises:
+            ImageError: when the image is not 3D or holds NaN or infinite intensities.
+        """
+        volume = torch.as_tensor(np.asarray(volume) if not isinstance(volume, torch.Tensor) else volume)
+        if volume.ndim == 4 and volume.shape[0] == 1:
+            volume = volume[0]
+        if volume.ndim != 3:
+            raise ImageError(f"the image must be 3D, got shape {tuple(volume.shape)}.")
+        if not bool(torch.isfinite(volume).all()):
+            raise ImageError("the image contains NaN or infinite intensities.")
+        self.volume = volume
+        self.affine = np.eye(4) if affine is None else np.asarray(affine, dtype=np.float64)
+        self._image = None
+        self.sessions, self._steps, self._current = {}, [], None
 
     def set_image(
         self, image: str | os.PathLike | MetaTensor | np.ndarray | torch.Tensor, spacing: Sequence[float] | None = None
     ) -> MetaTensor:
-        """Load (from a path) or take a ``(X, Y, Z)`` image; an array gets ``spacing`` (default 1 mm) as affine."""
+        """Load (from a path) or take a ``(X, Y, Z)`` image; an array gets ``spacing`` (default 1 mm) as affine.
+
+        Returns:
+            the image as a MetaTensor (the one given, or one read with MONAI's readers).
+        """
         if isinstance(image, (str, os.PathLike)):
             image = load_image(image)
-        elif not isinstance(image, MetaTensor):
-            affine = torch.diag(torch.tensor([*(spacing or (1.0, 1.0, 1.0)), 1.0], dtype=torch.float64))
-            image = MetaTensor(
-                torch.as_tensor(np.asarray(image) if not isinstance(image, torch.Tensor) else image), affine=affine
-            )
-        if image.ndim == 4 and image.shape[0] == 1:
-            image = image[0]
-        if image.ndim != 3:
-            raise ImageError(f"the image must be 3D, got shape {tuple(image.shape)}.")
-        if not bool(torch.isfinite(image.as_tensor()).all()):
-            raise ImageError("the image contains NaN or infinite intensities.")
-        self.image = image
-        self.sessions, self._steps, self._current = {}, [], None
-        return image
+        if not is_meta_tensor(image):
+            self.set_volume(image, np.diag([*(spacing or (1.0, 1.0, 1.0)), 1.0]))  # type: ignore[arg-type]
+            return self.image  # type: ignore[return-value]
+        self.set_volume(image.as_tensor(), image.affine)
+        self._image = image if image.ndim == 3 else image[0]
+        return self._image
+
+    @property
+    def image(self) -> MetaTensor | None:
+        """The current image as a MetaTensor (with its affine): the one given to :meth:`set_image`, else made on
+        first use (which imports MONAI); ``None`` before an image is set."""
+        if self._image is None and self.volume is not None:
+            from monai.data import MetaTensor
+
+            self._image = MetaTensor(self.volume, affine=torch.from_numpy(self.affine))
+        return self._image
 
     @property
     def spacing(self) -> tuple[float, float, float]:
-        if self.image is None:
+        if self.affine is None:
             raise RuntimeError("call set_image() first.")
-        return tuple(float(s) for s in affine_to_spacing(self.image.affine, r=3))  # type: ignore[return-value]
+        return affine_spacing(self.affine)
 
     def segment(
         self,
@@ -144,15 +177,15 @@ class PAMPredictor:
         label: int = 1,
         boxes: Sequence[tuple[Sequence[int], int]] | None = None,
     ) -> PropagationResult:
-        """Segment the prompted object(s) in the current image (see :meth:`PropagationInferer.propagate`: masks on
+        """Segment the prompted object(s) in the current image (see :meth:`Propagator.propagate`: masks on
         any slices, boxes on several slices, or a 3D box) and open a session for each object found."""
-        if self.image is None:
+        if self.volume is None:
             raise RuntimeError("call set_image() before segment().")
         plane_axes(axis)
         if (box is not None or box3d is not None or boxes) and self.box2mask is None:
             raise CheckpointError("box prompts need Box2Mask weights; none were loaded.")
         result = self.inferer.propagate(
-            self.image,
+            self.volume,
             self.propmask,
             self.box2mask,
             mask_prompt=mask_prompt,
@@ -172,9 +205,9 @@ class PAMPredictor:
         """A 3D Slicer ROI markup (``.mrk.json``) as keywords for :meth:`segment` on the current image's grid:
         ``box3d``, or ``box``, ``slice_index`` and ``axis`` for an ROI one slice thin (see
         :func:`~pam_monai.prompts.slicer_roi.roi_prompt`)."""
-        if self.image is None:
+        if self.volume is None or self.affine is None:
             raise RuntimeError("call set_image() before roi_prompt().")
-        return roi_prompt(read_slicer_roi(roi), np.asarray(self.image.affine), tuple(self.image.shape))
+        return roi_prompt(read_slicer_roi(roi), self.affine, tuple(self.volume.shape))
 
     def _open(self, labels: torch.Tensor, axis: int, guides: Mapping[int, Mapping[int, torch.Tensor]]) -> None:
         """Open (or replace) the session of every object in ``guides``; ``labels`` becomes the current result."""
@@ -208,6 +241,8 @@ class PAMPredictor:
             raise PromptError(
                 f"the previous result's grid {tuple(labels.shape)} differs from the image's {tuple(image.shape)}."
             )
+        from pam_monai.inferers.refinement import implied_guides  # with its import of the MONAI inferer
+
         labels = labels.round().to(torch.int16)
         moved = labels.movedim(axis, 0)
         found: dict[int, dict[int, torch.Tensor]] = {}
@@ -218,10 +253,10 @@ class PAMPredictor:
         self._open(labels, axis, found)
         return self._result(labels, axis)
 
-    def _need_image(self, what: str) -> MetaTensor:
-        if self.image is None:
+    def _need_image(self, what: str) -> torch.Tensor:
+        if self.volume is None:
             raise RuntimeError(f"call set_image() before {what}().")
-        return self.image
+        return self.volume
 
     def _result(self, labels: torch.Tensor, axis: int, predicted: int = 0) -> PropagationResult:
         # a session without guides only while its object is in the result (no scan of the whole volume otherwise)
@@ -274,13 +309,15 @@ class PAMPredictor:
             box_list.append((tuple(int(v) for v in box), int(slice_index)))
         if box_list and self.box2mask is None:
             raise CheckpointError("box prompts need Box2Mask weights; none were loaded.")
-        volume = image.as_tensor().to(torch.float32)
+        volume = image.to(torch.float32)
         for b, k in box_list:
             validate_box(b, k, shape, axis)  # type: ignore[arg-type]
             plane = volume.movedim(axis, 0)[k].to(self.device)
             mask = self.inferer.box2mask_inferer(plane, self.box2mask, box=b)
             found.setdefault(label, {})[k] = mask.cpu().bool()
         if clicks is not None:
+            from pam_monai.prompts.clicks import correct_plane  # scikit-image: only when there are clicks
+
             clicks = [tuple(int(v) for v in c) for c in clicks]
             if not clicks:
                 raise PromptError("the correction is empty: no click given.")
@@ -350,6 +387,8 @@ class PAMPredictor:
                 f"the correction is for label {missing[0]}, which the result does not have "
                 f"(labels {sorted(present)}); segment that object first."
             )
+        from pam_monai.inferers.refinement import implied_guides, refine_object
+
         started = time.perf_counter()
         labels, predicted, step = result.labels, 0, []
         for lab, masks in sorted(found.items()):
@@ -360,7 +399,7 @@ class PAMPredictor:
             before = labels
             labels, guides, ranges, count = refine_object(
                 self.inferer,
-                image.as_tensor(),
+                image,
                 self.propmask,
                 labels,
                 lab,
@@ -450,33 +489,6 @@ class PAMPredictor:
 
     def report(self, result: PropagationResult, axis: int | None = None) -> dict[str, Any]:
         """Per-object voxels, volume in ml and slices covered (along ``axis``, default the result's own), plus
-        rounds and seconds per stage."""
-        assert self.image is not None
-        axis = result.axis if axis is None else axis
-        labels = result.labels.numpy()
-        voxel_ml = voxel_volume_ml(self.image.affine)
-        objects = []
-        for value in sorted(result.prompt_slices):
-            voxels = labels == value
-            count = int(voxels.sum())
-            covered = np.nonzero(voxels.any(axis=tuple(a for a in range(3) if a != axis)))[0]
-            objects.append(
-                {
-                    "label": int(value),
-                    "voxels": count,
-                    "volume_ml": round(count * voxel_ml, 4),
-                    "prompt_slices": result.prompt_slices[value],
-                    "slices_covered": {"first": int(covered[0]), "last": int(covered[-1]), "count": len(covered)}
-                    if len(covered)
-                    else None,
-                }
-            )
-        return {
-            "image_shape": list(labels.shape),
-            "spacing_mm": list(self.spacing),
-            "axis": axis,
-            "objects": objects,
-            "rounds": result.rounds,
-            "slices_predicted": result.slices_predicted,
-            "seconds": {k: round(v, 4) for k, v in result.seconds.items()},
-        }
+        rounds and seconds per stage (see :func:`~pam_monai.inferers.propagation_parts.result_report`)."""
+        assert self.affine is not None
+        return result_report(result, self.affine, axis)

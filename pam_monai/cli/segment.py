@@ -16,10 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from tqdm.auto import tqdm
 
-from pam_monai.data.io import ImageError, save_label_image, write_atomic
+from pam_monai.data.io import ImageError, load_volume, save_label_image, write_atomic
 from pam_monai.errors import NoObjectError
 from pam_monai.networks.checkpoint import CheckpointError
 from pam_monai.predictor import PAMPredictor
@@ -108,10 +107,11 @@ def segment_case(
         NoObjectError: when nothing was found (nothing is written).
     """
     started = time.perf_counter()
-    volume = predictor.set_image(image)
+    predictor.set_volume(*load_volume(image))  # a NIfTI with nibabel alone: MONAI only for other formats
+    volume, affine = predictor.volume, predictor.affine
     mask_prompt = None
     if prompt.mask_prompt:
-        mask_prompt = read_mask_prompt(prompt.mask_prompt, tuple(volume.shape), volume.affine)
+        mask_prompt = read_mask_prompt(prompt.mask_prompt, tuple(volume.shape), affine)
     read_seconds = time.perf_counter() - started
 
     resolved = {"box": prompt.box, "slice_index": prompt.slice_index, "box3d": prompt.box3d, "axis": prompt.axis}
@@ -143,7 +143,7 @@ def segment_case(
         summary["prompt"] |= {"previous": prompt.previous, "clicks": [list(c) for c in prompt.clicks]}
 
     write_start = time.perf_counter()
-    save_label_image(result.labels, np.asarray(volume.affine), output)
+    save_label_image(result.labels, affine, output)
     if preview:
         prompt_slices = sorted({s for slices in result.prompt_slices.values() for s in slices})
         from pam_monai.visualize.preview import save_preview  # PIL and drawing only when a preview is asked for
@@ -195,7 +195,7 @@ def refine_case(predictor: PAMPredictor, volume: Any, prompt: CasePrompt, mask_p
     if not (mask_prompt is not None or prompt.box is not None or prompt.boxes or prompt.clicks):
         raise PromptError("the correction is empty: give --mask-prompt, --box with --slice, or --click.")
     args = load_prompt_files(
-        {"previous_path": prompt.previous, "clicks": list(prompt.clicks)}, tuple(volume.shape), volume.affine
+        {"previous_path": prompt.previous, "clicks": list(prompt.clicks)}, tuple(volume.shape), predictor.affine
     )
     start = predictor.open_session(args["previous"], prompt.axis, _previous_guides(prompt))
     return predictor.refine(

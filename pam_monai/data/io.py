@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import os
 import secrets
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import nibabel as nib
 import numpy as np
@@ -26,8 +27,11 @@ if TYPE_CHECKING:
 __all__ = [
     "ImageError",
     "ImageReadError",
+    "affine_spacing",
     "atomic_path",
+    "is_meta_tensor",
     "load_image",
+    "load_volume",
     "read_nifti",
     "save_label_image",
     "voxel_volume_ml",
@@ -93,6 +97,40 @@ def load_image(path: str | os.PathLike) -> MetaTensor:
     if not isinstance(image, MetaTensor):
         image = MetaTensor(torch.as_tensor(image))
     return image
+
+
+def load_volume(path: str | os.PathLike) -> tuple[torch.Tensor, np.ndarray]:
+    """The ``(X, Y, Z)`` intensities and the 4x4 float64 affine (mm) of an image file, as :func:`load_image` reads
+    them but without a MetaTensor: a 3D NIfTI is read with nibabel alone (MONAI is not imported); other files and
+    DICOM folders go through :func:`load_image`.
+
+    Raises:
+        ImageReadError: with a one-line message when the path is missing or no reader can read it.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ImageReadError(f"{path}: no such file or folder.")
+    nifti = read_nifti(path)
+    if nifti is not None:
+        array, affine = nifti
+        return torch.from_numpy(array), affine
+    image = load_image(path)
+    return image.as_tensor(), np.asarray(image.affine, dtype=np.float64)
+
+
+def is_meta_tensor(value: Any) -> bool:
+    """Whether ``value`` is a MONAI ``MetaTensor``, without importing MONAI (a caller that made one has)."""
+    module = sys.modules.get("monai.data.meta_tensor")
+    return module is not None and isinstance(value, module.MetaTensor)
+
+
+def affine_spacing(affine: np.ndarray | torch.Tensor) -> tuple[float, float, float]:
+    """Voxel spacing (mm) along the three array axes of a 4x4 affine: the norms of its first three columns, a zero
+    one read as 1 (the numbers MONAI's ``affine_to_spacing(affine, r=3)`` gives for a MetaTensor's affine)."""
+    matrix = torch.as_tensor(np.asarray(affine, dtype=np.float64)[:3, :3])
+    spacing = torch.sqrt(torch.sum(matrix * matrix, dim=0))
+    spacing[spacing == 0] = 1.0
+    return tuple(float(v) for v in spacing)  # type: ignore[return-value]
 
 
 def voxel_volume_ml(affine: np.ndarray | torch.Tensor) -> float:

@@ -1,20 +1,56 @@
-from pam_monai.inferers.box2mask import Box2MaskInferer, foreground_probability
-from pam_monai.inferers.propagation import (
-    FUSION_RULES,
-    InferenceSettingError,
-    PropagationInferer,
-    PropagationResult,
-    neighbourhood_size,
-)
-from pam_monai.inferers.refinement import refine_object
+"""PAM's inferers: the propagation and Box2Mask as MONAI ``Inferer`` classes, and the MONAI-free classes they wrap.
+
+Names are imported lazily (PEP 562): :mod:`pam_monai.inferers.propagator` (what the predictor and the command line
+use) can be imported without the MONAI inferer modules, and with them all of MONAI.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .box2mask import Box2MaskInferer
+    from .box2masker import Box2Masker, foreground_probability
+    from .propagation import PropagationInferer
+    from .propagation_parts import PropagationResult, neighbourhood_size
+    from .propagator import FUSION_RULES, InferenceSettingError, Propagator
+    from .refinement import refine_object
+
+_LAZY = {
+    "Box2MaskInferer": ".box2mask",
+    "Box2Masker": ".box2masker",
+    "FUSION_RULES": ".propagator",
+    "InferenceSettingError": ".propagator",
+    "PropagationInferer": ".propagation",
+    "PropagationResult": ".propagation_parts",
+    "Propagator": ".propagator",
+    "foreground_probability": ".box2masker",
+    "neighbourhood_size": ".propagation_parts",
+    "refine_object": ".refinement",
+}
 
 __all__ = [
     "FUSION_RULES",
     "Box2MaskInferer",
+    "Box2Masker",
     "InferenceSettingError",
     "PropagationInferer",
     "PropagationResult",
+    "Propagator",
     "foreground_probability",
     "neighbourhood_size",
     "refine_object",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

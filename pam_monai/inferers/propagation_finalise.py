@@ -7,7 +7,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy import ndimage
 
 from pam_monai.inferers.propagation_parts import Region, lazy_zeros
 from pam_monai.inferers.random_walker import WalkerRegion, extent, prompt_planes, random_walker_probability
@@ -143,6 +142,8 @@ def keep_connected_components(
     ``out`` may be a block of the volume starting at ``origin`` (slice, row, column) that holds every nonzero
     voxel: components are the same as in the whole volume.
     """
+    from scipy import ndimage  # after the propagation, not with the inferer
+
     array = out.cpu().numpy()
     cleaned = np.zeros_like(array)
     d0, r0, c0 = origin

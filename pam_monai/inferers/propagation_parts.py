@@ -1,4 +1,4 @@
-"""Building blocks of :mod:`pam_monai.inferers.propagation`: its result, the neighbourhood size, running regions,
+"""Building blocks of :mod:`pam_monai.inferers.propagator`: its result, the neighbourhood size, running regions,
 stage timers, paste-back, the continuity constraint, the network call and input checks."""
 
 from __future__ import annotations
@@ -12,11 +12,9 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from monai.data import MetaTensor
-from monai.data.utils import affine_to_spacing
 
-from pam_monai.data.io import ImageError
-from pam_monai.transforms.roi import RoIWindow
+from pam_monai.data.io import ImageError, affine_spacing, is_meta_tensor, voxel_volume_ml
+from pam_monai.transforms.functional import RoIWindow
 
 
 def neighbourhood_size(thickness_mm: float, spacing_mm: float, max_neighbours: int) -> int:
@@ -28,7 +26,7 @@ def neighbourhood_size(thickness_mm: float, spacing_mm: float, max_neighbours: i
 
 @dataclass
 class PropagationResult:
-    """Output of :meth:`PropagationInferer.propagate`.
+    """Output of :meth:`~pam_monai.inferers.propagator.Propagator.propagate`.
 
     Attributes:
         labels: ``(X, Y, Z)`` int tensor, object ``label`` values where found.
@@ -47,6 +45,41 @@ class PropagationResult:
     prompt_slices: dict[int, list[int]] = field(default_factory=dict)
     guides: dict[int, dict[int, torch.Tensor]] = field(default_factory=dict)
     axis: int = 2
+
+
+def result_report(
+    result: PropagationResult, affine: np.ndarray | torch.Tensor, axis: int | None = None
+) -> dict[str, Any]:
+    """Per-object voxels, volume in ml and slices covered (along ``axis``, default the result's own), plus the
+    image's shape and spacing (from its 4x4 ``affine``), rounds and seconds per stage: a JSON-ready dict."""
+    axis = result.axis if axis is None else axis
+    labels = result.labels.numpy()
+    voxel_ml = voxel_volume_ml(affine)
+    objects = []
+    for value in sorted(result.prompt_slices):
+        voxels = labels == value
+        count = int(voxels.sum())
+        covered = np.nonzero(voxels.any(axis=tuple(a for a in range(3) if a != axis)))[0]
+        objects.append(
+            {
+                "label": int(value),
+                "voxels": count,
+                "volume_ml": round(count * voxel_ml, 4),
+                "prompt_slices": result.prompt_slices[value],
+                "slices_covered": {"first": int(covered[0]), "last": int(covered[-1]), "count": len(covered)}
+                if len(covered)
+                else None,
+            }
+        )
+    return {
+        "image_shape": list(labels.shape),
+        "spacing_mm": list(affine_spacing(affine)),
+        "axis": axis,
+        "objects": objects,
+        "rounds": result.rounds,
+        "slices_predicted": result.slices_predicted,
+        "seconds": {k: round(v, 4) for k, v in result.seconds.items()},
+    }
 
 
 class Region:
@@ -126,7 +159,7 @@ def lazy_zeros(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device)
 def paste_region(
     prediction: torch.Tensor, window: RoIWindow, height: int, width: int
 ) -> tuple[torch.Tensor, slice, slice]:
-    """The part of :func:`~pam_monai.transforms.roi.paste_back` that can be nonzero: ``(values, rows, cols)``.
+    """The part of :func:`~pam_monai.transforms.functional.paste_back` that can be nonzero: ``(values, rows, cols)``.
 
     ``paste_back(prediction, window, height, width)[:, rows, cols]`` equals ``values``; elsewhere it is 0.
     """
@@ -179,7 +212,7 @@ def forward_network(
 def volume_3d(inputs: torch.Tensor | np.ndarray) -> torch.Tensor:
     volume = (
         inputs.as_tensor()
-        if isinstance(inputs, MetaTensor)
+        if is_meta_tensor(inputs)
         else torch.as_tensor(np.asarray(inputs) if not isinstance(inputs, torch.Tensor) else inputs)
     )
     while volume.ndim > 3 and volume.shape[0] == 1:
@@ -194,9 +227,9 @@ def volume_3d(inputs: torch.Tensor | np.ndarray) -> torch.Tensor:
 def voxel_spacing(inputs: torch.Tensor | np.ndarray, spacing: Sequence[float] | None) -> tuple[float, float, float]:
     if spacing is not None:
         values = tuple(float(s) for s in spacing)
-    elif isinstance(inputs, MetaTensor):
+    elif is_meta_tensor(inputs):
         affine = inputs.affine[0] if inputs.affine.ndim == 3 else inputs.affine
-        values = tuple(float(s) for s in affine_to_spacing(affine, r=3))
+        values = affine_spacing(affine)
     else:
         values = (1.0, 1.0, 1.0)
     if len(values) != 3 or not all(np.isfinite(v) and v > 0 for v in values):

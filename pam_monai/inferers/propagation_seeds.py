@@ -10,9 +10,8 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
-from monai.data import MetaTensor
 
-from pam_monai.data.io import ImageError
+from pam_monai.data.io import ImageError, is_meta_tensor
 from pam_monai.prompts.core import (
     Box3DPrompt,
     BoxPrompt,
@@ -32,7 +31,7 @@ Limits = dict[int, tuple[int, int, tuple[int, ...] | None]]
 
 
 def _label_volume(mask_prompt: torch.Tensor | np.ndarray) -> torch.Tensor:
-    if isinstance(mask_prompt, MetaTensor):
+    if is_meta_tensor(mask_prompt):
         return mask_prompt.as_tensor()
     return torch.as_tensor(np.asarray(mask_prompt) if not isinstance(mask_prompt, torch.Tensor) else mask_prompt)
 

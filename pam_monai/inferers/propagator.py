@@ -4,6 +4,9 @@ Each round crops a square RoI around every current guiding mask, predicts the ne
 (both directions, all objects, one batched forward), pastes the predictions back and averages overlapping votes.
 A direction stops at the volume edge, at the prompt's limits, at an empty prediction, or when its outermost
 mask is smaller than ``min_guide_area``.
+
+:class:`Propagator` imports no MONAI (the command line segments with it directly);
+:class:`~pam_monai.inferers.propagation.PropagationInferer` is the same as a MONAI ``Inferer``.
 """
 
 from __future__ import annotations
@@ -14,13 +17,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from monai.data import MetaTensor
-from monai.inferers import Inferer
 from tqdm.auto import tqdm
 
 from pam_monai.data.io import ImageError
 from pam_monai.errors import InferenceSettingError
-from pam_monai.inferers.box2mask import Box2MaskInferer, foreground_probability
+from pam_monai.inferers.box2masker import Box2Masker, foreground_probability
 from pam_monai.inferers.propagation_finalise import finalise_labels, walker_opinions
 from pam_monai.inferers.propagation_parts import (
     PropagationResult,
@@ -39,10 +40,9 @@ from pam_monai.inferers.propagation_parts import (
 )
 from pam_monai.inferers.propagation_seeds import front_limits, prompt_seeds
 from pam_monai.prompts.core import PromptError, plane_axes
-from pam_monai.transforms.intensity import apply_window, guided_window
-from pam_monai.transforms.roi import RoIWindow, crop_resize, square_roi
+from pam_monai.transforms.functional import RoIWindow, apply_window, crop_resize, guided_window, square_roi
 
-__all__ = ["FUSION_RULES", "InferenceSettingError", "PropagationInferer", "PropagationResult", "neighbourhood_size"]
+__all__ = ["FUSION_RULES", "InferenceSettingError", "PropagationResult", "Propagator", "neighbourhood_size"]
 
 FUSION_RULES = ("distance", "mean")
 """How slices between two guides of one object combine the predictions from each side."""
@@ -65,8 +65,9 @@ class _Front:
     weighted: bool = False
 
 
-class PropagationInferer(Inferer):
-    """PAM's bidirectional propagation as a MONAI inferer.
+class Propagator:
+    """PAM's bidirectional propagation (wrapped as a MONAI inferer by
+    :class:`~pam_monai.inferers.propagation.PropagationInferer`).
 
     Args:
         thickness_mm: physical neighbourhood predicted per round on each side (paper: 20 mm).
@@ -83,7 +84,7 @@ class PropagationInferer(Inferer):
             beyond it are dropped, so a weak boundary cannot let the mask leak away. ``None``: automatic,
             ``max(3, ceil(2 * slice spacing / pixel spacing))``; ``0``: no constraint.
         max_batch: largest number of query slices per forward pass.
-        box2mask_inferer: turns box prompts into masks (default :class:`Box2MaskInferer`).
+        box2mask_inferer: turns box prompts into masks (default: a :attr:`box2mask_type` with default settings).
         box2mask_network: the Box2Mask network used when a call does not pass one (bundle configs set it here).
         progress: show a tqdm bar on stderr.
         amp: run the networks under ``torch.autocast`` (bfloat16; float16 on a GPU without bfloat16). Faster on
@@ -105,8 +106,12 @@ class PropagationInferer(Inferer):
 
     ``inferer(inputs, network, box2mask_network=None, mask_prompt=..., box=..., slice_index=..., boxes=...,
     box3d=..., axis=2, spacing=None)`` with ``inputs`` ``(1, X, Y, Z)`` or ``(X, Y, Z)`` returns a
-    ``(1, X, Y, Z)`` label image; a :class:`~monai.data.MetaTensor` input keeps its metadata (affine) on the output.
+    ``(1, X, Y, Z)`` label image (a plain tensor; see :class:`~pam_monai.inferers.propagation.PropagationInferer`
+    for a MetaTensor that keeps the input's metadata). A MetaTensor input without ``spacing`` gives its affine's.
     """
+
+    box2mask_type: type[Box2Masker] = Box2Masker
+    """What turns box prompts into masks when no ``box2mask_inferer`` is given."""
 
     def __init__(
         self,
@@ -119,7 +124,7 @@ class PropagationInferer(Inferer):
         keep_connected: bool = True,
         max_shift_px: int | None = None,
         max_batch: int = 64,
-        box2mask_inferer: Box2MaskInferer | None = None,
+        box2mask_inferer: Box2Masker | None = None,
         box2mask_network: Callable[..., Any] | None = None,
         progress: bool = False,
         amp: bool = False,
@@ -146,7 +151,7 @@ class PropagationInferer(Inferer):
         self.keep_connected = keep_connected
         self.max_shift_px = max_shift_px
         self.max_batch = max_batch
-        self.box2mask_inferer = box2mask_inferer or Box2MaskInferer()
+        self.box2mask_inferer = box2mask_inferer or self.box2mask_type()
         self.box2mask_network = box2mask_network
         self.progress = progress
         self.amp = bool(amp)
@@ -165,18 +170,11 @@ class PropagationInferer(Inferer):
             raise InferenceSettingError(f"walker_max_voxels must be positive, got {walker_max_voxels}.")
         self.walker_max_voxels = int(walker_max_voxels)
 
-    def __call__(  # type: ignore[override]
-        self, inputs: torch.Tensor, network: Callable[..., Any], *args: Any, **kwargs: Any
-    ) -> torch.Tensor:
+    def __call__(self, inputs: torch.Tensor, network: Callable[..., Any], *args: Any, **kwargs: Any) -> torch.Tensor:
+        """The labels of :meth:`propagate` with the input's leading (batch / channel) dims, at least one channel."""
         result = self.propagate(inputs, network, *args, **kwargs)
-        # Same leading (batch/channel) dims as the input, at least one channel.
         leading = tuple(inputs.shape[:-3]) or (1,)
-        labels = result.labels.reshape(*leading, *result.labels.shape)
-        if isinstance(inputs, MetaTensor):
-            out = MetaTensor(labels, meta=dict(inputs.meta))
-            out.is_batch = inputs.is_batch
-            return out
-        return labels
+        return result.labels.reshape(*leading, *result.labels.shape)
 
     @torch.inference_mode()
     def propagate(

@@ -13,8 +13,6 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy import ndimage
-from skimage.segmentation import random_walker
 
 from pam_monai.prompts.core import MaskPrompt
 
@@ -46,6 +44,8 @@ def _region(shape: tuple[int, ...], planes: Sequence[tuple[int, np.ndarray]], ma
 def _plane_seeds(plane: np.ndarray, bound: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     """Object seeds inside the eroded prompt; background seeds in a ring two to four pixels outside it, or outside
     ``bound`` (a box the object lies in) when there is one."""
+    from scipy import ndimage  # loaded when a walker runs, not with the inferer
+
     inner = ndimage.binary_erosion(plane, iterations=2)
     if not inner.any():
         inner = plane
@@ -122,6 +122,8 @@ def random_walker_probability(
         seeds[k - region[0].start][ring] = BACKGROUND
     for k, (inner, _) in cut:  # object seeds last: they win where a ring crosses another prompt
         seeds[k - region[0].start][inner] = OBJECT
+
+    from skimage.segmentation import random_walker  # scikit-image (and scipy.sparse) load when a walker runs
 
     factor = 1 if max_voxels is None else max(1, math.ceil((data.size / max_voxels) ** (1 / 3)))
     if factor > 1:

@@ -10,10 +10,30 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from monai.networks.layers.factories import Conv, Norm
 from torch import nn
 
-__all__ = ["ConvNormAct", "ConvStage", "PlainConvEncoder", "UNetDecoder", "default_features"]
+__all__ = ["ConvNormAct", "ConvStage", "PlainConvEncoder", "UNetDecoder", "default_features", "layer_type"]
+
+LAYER_TYPES: dict[str, dict[int, type[nn.Module]]] = {
+    "conv": {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d},
+    "convtrans": {1: nn.ConvTranspose1d, 2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d},
+    "instance": {1: nn.InstanceNorm1d, 2: nn.InstanceNorm2d, 3: nn.InstanceNorm3d},
+}
+"""The torch layers MONAI's ``Conv`` / ``Norm`` factories give for each kind and number of spatial dimensions (the
+same classes, so the same parameters, state-dict keys and outputs; taken from ``torch.nn`` directly so building a
+network does not import MONAI)."""
+
+
+def layer_type(kind: str, spatial_dims: int) -> type[nn.Module]:
+    """The ``torch.nn`` class of ``kind`` (``"conv"``, ``"convtrans"`` or ``"instance"``) for 1, 2 or 3 spatial dims.
+
+    Raises:
+        ValueError: for another kind or number of dimensions.
+    """
+    try:
+        return LAYER_TYPES[kind][spatial_dims]
+    except KeyError:
+        raise ValueError(f"no {kind!r} layer for spatial_dims={spatial_dims}: use 1, 2 or 3.") from None
 
 
 def default_features(num_stages: int = 6, base: int = 32, cap: int = 512) -> tuple[int, ...]:
@@ -28,10 +48,10 @@ class ConvNormAct(nn.Module):
         self, *, spatial_dims: int, in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1
     ) -> None:
         super().__init__()
-        self.conv = Conv[Conv.CONV, spatial_dims](
+        self.conv = layer_type("conv", spatial_dims)(
             in_channels, out_channels, kernel_size=kernel_size, stride=stride, padding=kernel_size // 2, bias=True
         )
-        self.norm = Norm[Norm.INSTANCE, spatial_dims](out_channels, eps=1e-5, affine=True)
+        self.norm = layer_type("instance", spatial_dims)(out_channels, eps=1e-5, affine=True)
         self.act = nn.LeakyReLU(0.01, inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -147,8 +167,8 @@ class UNetDecoder(nn.Module):
     ) -> None:
         super().__init__()
         features = tuple(features)
-        conv_t = Conv[Conv.CONVTRANS, spatial_dims]
-        conv = Conv[Conv.CONV, spatial_dims]
+        conv_t = layer_type("convtrans", spatial_dims)
+        conv = layer_type("conv", spatial_dims)
         transpconvs, stages, seg_layers = [], [], []
         # Decoder stage s (s = 0 lowest resolution) upsamples encoder stage -(s+1) to the size of stage -(s+2).
         for s in range(len(features) - 1):

@@ -183,16 +183,16 @@ def read_mask_prompt(
     Returns:
         ``(X, Y, Z)`` label tensor.
     """
-    from pam_monai.data.io import load_image  # late: io imports MONAI readers
+    from pam_monai.data.io import load_volume  # late: io reads other formats than NIfTI with MONAI
 
-    mask = load_image(path)
+    mask, mask_affine = load_volume(path)
     if affine is not None:
-        return place_on_grid(mask.as_tensor(), mask.affine, shape, affine, str(path))
+        return place_on_grid(mask, mask_affine, shape, affine, str(path))
     if tuple(mask.shape[-3:]) != tuple(shape):
         raise PromptError(
             f"{path}: the prompt's grid {tuple(mask.shape[-3:])} differs from the image's {tuple(shape)}."
         )
-    return mask.as_tensor()
+    return mask
 
 
 def mask_prompts_from_volume(prompt: torch.Tensor | np.ndarray, axis: int) -> list[MaskPrompt]:

@@ -1,13 +1,44 @@
-from pam_monai.transforms.intensity import (
-    GuidedIntensityWindow,
-    GuidedIntensityWindowd,
-    apply_window,
-    candidate_windows,
-    guided_window,
-    pooled_foreground_window,
-)
-from pam_monai.transforms.prompt import LoadPromptd
-from pam_monai.transforms.roi import RoIWindow, SquareRoICrop, SquareRoICropd, crop_resize, paste_back, square_roi
+"""PAM's transforms: MONAI array and dictionary transforms, and the plain tensor functions behind them.
+
+Names are imported lazily (PEP 562): ``pam_monai.transforms.functional`` (what the inferers use) can be imported
+without the MONAI transform modules, and with them all of MONAI.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .functional import (
+        RoIWindow,
+        apply_window,
+        candidate_windows,
+        crop_resize,
+        guided_window,
+        paste_back,
+        pooled_foreground_window,
+        square_roi,
+    )
+    from .intensity import GuidedIntensityWindow, GuidedIntensityWindowd
+    from .prompt import LoadPromptd
+    from .roi import SquareRoICrop, SquareRoICropd
+
+_LAZY = {
+    "GuidedIntensityWindow": ".intensity",
+    "GuidedIntensityWindowd": ".intensity",
+    "LoadPromptd": ".prompt",
+    "RoIWindow": ".functional",
+    "SquareRoICrop": ".roi",
+    "SquareRoICropd": ".roi",
+    "apply_window": ".functional",
+    "candidate_windows": ".functional",
+    "crop_resize": ".functional",
+    "guided_window": ".functional",
+    "paste_back": ".functional",
+    "pooled_foreground_window": ".functional",
+    "square_roi": ".functional",
+}
 
 __all__ = [
     "GuidedIntensityWindow",
@@ -24,3 +55,15 @@ __all__ = [
     "pooled_foreground_window",
     "square_roi",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -97,17 +97,17 @@ def test_mask_prompt_writes_mask_report_and_preview(files: dict[str, Path], tmp_
 
 @pytest.fixture
 def seen_inferers(monkeypatch: pytest.MonkeyPatch) -> list:
-    """The PropagationInferers the CLI propagates with, in call order."""
-    from pam_monai.inferers import PropagationInferer
+    """The Propagators the CLI propagates with, in call order."""
+    from pam_monai.inferers import Propagator
 
-    seen: list[PropagationInferer] = []
-    original = PropagationInferer.propagate
+    seen: list[Propagator] = []
+    original = Propagator.propagate
 
-    def recording(self: PropagationInferer, *args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+    def recording(self: Propagator, *args, **kwargs):  # noqa: ANN002, ANN003, ANN202
         seen.append(self)
         return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(PropagationInferer, "propagate", recording)
+    monkeypatch.setattr(Propagator, "propagate", recording)
     return seen
 
 
