@@ -152,6 +152,24 @@ def third_party_output(verbose: bool) -> Iterator[None]:
             logging.disable(previous)
 
 
+def nibabel_without_pydicom() -> None:
+    """Import nibabel without pydicom when neither is loaded yet (the segment commands call it first).
+
+    nibabel imports pydicom (and with it PIL, requests and urllib3: about a tenth of the command's start-up) only to
+    parse DICOM headers embedded in NIfTI extensions, which the command line never reads. The block is lifted right
+    after, so DICOM series are still read (by MONAI's readers, which import pydicom themselves). Library users'
+    nibabel is left as it is.
+    """
+    if "nibabel" in sys.modules or "pydicom" in sys.modules:
+        return
+    sys.modules["pydicom"] = None  # type: ignore[assignment]  # `import pydicom` fails, so nibabel goes without
+    try:
+        import nibabel  # noqa: F401
+    finally:
+        if "pydicom" in sys.modules and sys.modules["pydicom"] is None:
+            del sys.modules["pydicom"]
+
+
 def _inference_options(parser: argparse.ArgumentParser) -> None:
     """Weights, device and inference settings shared by ``segment`` and ``segment-folder``."""
     parser.add_argument("--checkpoint", help="PropMask weights (default: the bundle's)")
@@ -210,6 +228,7 @@ def _predictor(args: argparse.Namespace):  # -> PAMPredictor, imported late
 
 
 def _segment(args: argparse.Namespace) -> dict:
+    nibabel_without_pydicom()
     from pam_monai.cli.segment import CasePrompt, segment_case
 
     boxes, slices = args.box or [], args.slice or []
@@ -263,6 +282,7 @@ def _segment(args: argparse.Namespace) -> dict:
 
 
 def _segment_folder(args: argparse.Namespace) -> dict:
+    nibabel_without_pydicom()
     from pam_monai.cli.segment import segment_folder
 
     summary = segment_folder(

@@ -98,8 +98,11 @@ def test_segment_imports_no_heavy_module(segment_run: dict) -> None:
     # `import monai` loads every MONAI submodule (and with them the heavy ones): the command needs none of it.
     monai = sorted(name for name in segment_run["imported"] if name.split(".")[0] == "monai")
     assert not monai, f"pam-monai segment imported {monai[:10]}"
-    # The random walker's scikit-image / scipy.sparse load only when a walker runs (--walker-weight 0 here).
-    assert not any(name.split(".")[0] == "skimage" for name in segment_run["imported"])
+    # The random walker's scikit-image / scipy.sparse load only when a walker runs (--walker-weight 0 here), and
+    # nibabel goes without pydicom (and its PIL, requests, urllib3) for a NIfTI image.
+    # (`-X importtime` lists nibabel's refused attempt at `pydicom` itself, but none of its modules.)
+    skipped = ("skimage", "pydicom.", "requests", "urllib3")
+    assert not [name for name in segment_run["imported"] if name.startswith(skipped)]
     assert "pam_monai.cli.segment" in segment_run["imported"]  # the profile is of the command itself
 
 
@@ -155,6 +158,21 @@ def test_verbose_shows_third_party_messages(
     assert logging.root.manager.disable == logging.NOTSET
     logging.getLogger("some.library").warning("after")
     assert caplog.records[-1].getMessage() == "after"
+
+
+def test_nibabel_without_pydicom_only_where_neither_is_loaded() -> None:
+    code = (
+        "import sys\n"
+        "from pam_monai.cli.main import nibabel_without_pydicom\n"
+        "nibabel_without_pydicom()\n"
+        "import nibabel.nifti1\n"
+        "print('pydicom' in sys.modules, nibabel.nifti1.have_dicom)\n"
+        "import pydicom\n"  # importable again afterwards (DICOM series are read with it)
+        "print(pydicom.__name__)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["False", "False", "pydicom"]
 
 
 def test_package_and_cli_import_nothing_heavy_until_used() -> None:
