@@ -17,9 +17,10 @@ Side by side in one run, on the same objects and slices:
 Sets: ``atlas`` (17 subcortical structures of the MNI152 template, Desikan-Killiany labels, axes ``--axes``) and
 ``generated`` (objects of ``--volumes`` generated volumes, along ``--generated-axes``). Seconds per correction: the
 mean wall time of a call that adds one slice; on a 100-slice object (``--timing-span``: the winding tube of
-``bench_propagation`` in a 512 x 512 x 140 volume) also measured on its own. Every object's trace goes to ``--csv``
-as it finishes; ``--summarise CSV [CSV ...]`` rebuilds the tables from such files (of runs cut short, or of runs
-that split the work).
+``bench_propagation`` in a 512 x 512 x 140 volume) also measured on its own, median and max over the corrections of
+the simulated user up to ``--timing-slices`` slices. Every object's trace goes to ``--csv`` as it finishes;
+``--summarise CSV [CSV ...]`` rebuilds the tables from such files (of runs cut short, or of runs that split the
+work).
 
 Usage::
 
@@ -136,15 +137,16 @@ def run_set(
     return rows
 
 
-def correction_timing(predictors: dict[str, Any], span: int, args: argparse.Namespace) -> dict[str, float]:
-    """Seconds of one correction (a second slice) per method on a ``span``-slice object (512 x 512 x span+40)."""
+def correction_timing(predictors: dict[str, Any], span: int, args: argparse.Namespace) -> dict[str, list[float]]:
+    """Seconds of each correction per method on a ``span``-slice object (512 x 512 x span+40): the simulated user
+    from the largest slice up to ``--timing-slices`` slices (each call after the first adds one slice)."""
     image, truth, _ = tube_volume(span)
     spacing = (0.8, 0.8, 1.0)
     out = {}
     for method, segment in methods_for(predictors, image.astype(np.float32), spacing, 2, args).items():
-        trace = simulate_corrections(segment, truth, 2, max_slices=2)
+        trace = simulate_corrections(segment, truth, 2, max_slices=args.timing_slices)
         if len(trace.seconds) > 1:
-            out[method] = trace.seconds[1]
+            out[method] = trace.correction_seconds
     return out
 
 
@@ -175,7 +177,10 @@ def summarise(rows: Sequence[dict[str, Any]], steps: Sequence[int] = STEPS) -> d
 
 
 def report(
-    summary: dict[str, dict[str, dict[str, Any]]], steps: Sequence[int], timing: dict[str, float], span: int = 100
+    summary: dict[str, dict[str, dict[str, Any]]],
+    steps: Sequence[int],
+    timing: dict[str, list[float]],
+    span: int = 100,
 ) -> str:
     lines = []
     headers = ["set", "method", "objects (corrections / fixed)", *[f"DSC {n} slice{'s' * (n > 1)}" for n in steps],
@@ -202,9 +207,8 @@ def report(
                 f"{monotone}"
             )
     if timing:
-        lines.append(
-            f"- one correction on a {span}-slice object: " + ", ".join(f"{m} {s:.2f} s" for m, s in timing.items())
-        )
+        per_method = ", ".join(f"{m} {np.median(s):.2f} / {np.max(s):.2f} s" for m, s in timing.items())
+        lines.append(f"- seconds per correction on a {span}-slice object (median / max): {per_method}")
     return "\n".join(lines)
 
 
@@ -227,7 +231,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     parser.add_argument("--no-refine", dest="refine", action="store_false", help="segment anew at every step")
     parser.add_argument("--walker-max-voxels", type=int, default=262_144, help="0: walk at full resolution")
-    parser.add_argument("--timing-span", type=int, default=100, help="object for the timed correction; 0: skip")
+    parser.add_argument("--timing-span", type=int, default=100, help="object for the timed corrections; 0: skip")
+    parser.add_argument("--timing-slices", type=int, default=6, help="annotated slices on it (corrections + 1)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--csv", type=Path, help="write every object's traces here as they finish")
     parser.add_argument("--out", type=Path, help="also write the table (markdown) here")
