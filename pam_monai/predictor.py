@@ -296,7 +296,7 @@ class PAMPredictor:
             drawn = drawn.reshape(drawn.shape[-3:]) if drawn.ndim == 4 and drawn.shape[0] == 1 else drawn
             if tuple(drawn.shape) != shape:
                 raise PromptError(f"the correction's grid {tuple(drawn.shape)} differs from the image's {shape}.")
-            marked = (drawn != 0).movedim(axis, 0).flatten(1).any(1).nonzero().flatten()
+            marked = (drawn != 0).any(dim=tuple(a for a in range(3) if a != axis)).nonzero().flatten()
             if not len(marked):
                 raise PromptError("the correction is empty: no nonzero voxel in the corrected slices.")
             # only the marked slices are read (a correction marks a few slices of a large volume)
