@@ -28,7 +28,8 @@ import numpy as np
 import torch
 
 from pam_monai.errors import PromptError
-from pam_monai.inferers.propagation import PropagationInferer, neighbourhood_size
+from pam_monai.inferers.propagation_parts import neighbourhood_size
+from pam_monai.inferers.propagator import Propagator
 
 __all__ = [
     "AGREE_DICE",
@@ -98,7 +99,7 @@ def _merged_ranges(guides: Mapping[int, Any], corrected: list[int], depth: int) 
 
 
 def _propagate_block(
-    inferer: PropagationInferer,
+    inferer: Propagator,
     vol: torch.Tensor,
     network: Callable[..., Any],
     guides: dict[int, torch.Tensor],
@@ -127,7 +128,7 @@ def _propagate_block(
 
 
 def _recompute_stretch(
-    inferer: PropagationInferer,
+    inferer: Propagator,
     vol: torch.Tensor,
     network: Callable[..., Any],
     guides: dict[int, torch.Tensor],
@@ -175,7 +176,7 @@ def _recompute_stretch(
 
 
 def refine_object(
-    inferer: PropagationInferer,
+    inferer: Propagator,
     image: torch.Tensor,
     network: Callable[..., Any],
     previous: torch.Tensor,
