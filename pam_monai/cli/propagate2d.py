@@ -49,6 +49,7 @@ from pam_monai.images2d.set2d import (
     predict_targets,
     prepare_guides,
     propagate_to_images,
+    splits_encoding,
 )
 from pam_monai.images2d.sliding2d import instance_guides, label_instances, stitch_probability
 
@@ -64,6 +65,7 @@ __all__ = [
 ]
 
 MASK_SUFFIX = "_mask"
+QUERY_FACTOR = 4  # default query window / guide crop side, for networks that encode queries apart from guides
 SUMMARY_COLUMNS = ("image", "area_px", "mean_confidence")
 Guides = Sequence[tuple[np.ndarray | torch.Tensor, np.ndarray | torch.Tensor]]
 
@@ -232,7 +234,9 @@ class LargeImageResult:
 
     Attributes:
         count: instances found.
-        window: sliding-window side (image pixels).
+        window: query window side (image pixels).
+        stride, border: window step and down-weighted window border (image pixels).
+        guide_side: guide crop side (image pixels); fusion: how the guides were combined.
         labels: ``(H, W)`` instance label image, or ``None`` when it was written to ``output``.
         output: the label TIFF written, if any.
         shape: image ``(height, width)``.
@@ -249,11 +253,19 @@ class LargeImageResult:
     instances_annotated: int
     opening_radius: int
     min_area: float
+    stride: int = 0
+    border: int = 0
+    guide_side: int = 0
+    fusion: str = "joint"
 
     def summary(self) -> dict[str, object]:
         return {
             "count": self.count,
             "window": self.window,
+            "stride": self.stride,
+            "border": self.border,
+            "guide_side": self.guide_side,
+            "fusion": self.fusion,
             "shape": list(self.shape),
             "guides": self.guides,
             "instances_annotated": self.instances_annotated,
@@ -274,10 +286,12 @@ def propagate_large_image(
     threshold: float = 0.5,
     opening_radius: int | None = None,
     min_area: float | None = None,
-    max_guides: int = 8,
+    max_guides: int = 2,
     window_scale: float = 2.0,
     progress: bool = False,
     scratch_dir: str | os.PathLike | None = None,
+    border: int | None = None,
+    fusion: str = "joint",
 ) -> LargeImageResult:
     """Label every instance of the guides' kind in one large 2D image.
 
@@ -286,17 +300,21 @@ def propagate_large_image(
         guides: ``(image, mask)`` pairs or a guide folder / list file; each annotated instance (8-connected
             component of a mask) can become a guide crop.
         network: PropMask (``forward_indexed``, ``input_size``), in eval mode.
-        window: sliding-window side in pixels (default: see :mod:`pam_monai.images2d.sliding2d`).
-        batch_size: windows per forward (each paired with every guide).
+        window: query window side in pixels (default: ``QUERY_FACTOR`` x the guide crop side for PropMask, the
+            guide crop side for networks run whole; see :mod:`pam_monai.images2d.sliding2d`).
+        batch_size: windows per forward.
         output: write the label image here (``.tif``/``.tiff``, tiled BigTIFF, tile by tile) instead of
             returning it; intermediate arrays then live in memory-mapped scratch files beside it.
         threshold: foreground probability threshold.
         opening_radius: disk radius of the opening (default: median instance side / 20, 1..8).
         min_area: smallest instance kept (default: 10 % of the median annotated instance area).
         max_guides: most guide crops used.
-        window_scale: window side relative to the median instance side.
+        window_scale: guide crop side relative to the median instance side.
         progress: progress bar on stderr.
         scratch_dir: folder for the scratch files (default: the output's folder).
+        border: down-weighted pixels at each window edge (default: a quarter of the guide crop side).
+        fusion: ``"joint"`` (each window attends to all guides at once) or ``"mean"`` (average of the guides'
+            probabilities).
     """
     if window is not None and window < 16:
         raise Propagate2DError(f"the window must be at least 16 pixels, got {window}.")
@@ -310,7 +328,14 @@ def propagate_large_image(
     reader = open_region_reader(image)
     try:
         picked = instance_guides(
-            checked, network_input_size(network), window, max_guides, window_scale, device=_device(network)
+            checked,
+            network_input_size(network),
+            window,
+            max_guides,
+            window_scale,
+            _device(network),
+            query_factor=QUERY_FACTOR if splits_encoding(network) else 1,
+            border=border,
         )
         radius = opening_radius if opening_radius is not None else max(1, min(8, round(picked.median_side / 20)))
         smallest = 0.1 * picked.median_area if min_area is None else float(min_area)
@@ -328,7 +353,7 @@ def propagate_large_image(
             def keep(top: int, band: np.ndarray) -> None:
                 foreground[top : top + band.shape[0]] = band > threshold
 
-            stitch_probability(reader, network, picked, keep, batch_size=batch_size, progress=progress)
+            stitch_probability(reader, network, picked, keep, batch_size, progress, fusion)
             lut, count = label_instances(foreground, provisional, radius, smallest)
             dtype = np.uint16 if count < 2**16 else np.uint32
             lut = lut.astype(dtype)
@@ -349,4 +374,8 @@ def propagate_large_image(
         instances_annotated=picked.instances,
         opening_radius=radius,
         min_area=smallest,
+        stride=picked.stride,
+        border=picked.border,
+        guide_side=int(picked.guide_side or picked.window),
+        fusion=fusion,
     )

@@ -38,6 +38,7 @@ __all__ = [
     "propagate_to_images",
     "resize",
     "resize_mask",
+    "splits_encoding",
     "to_grey",
 ]
 
@@ -161,14 +162,31 @@ class GuideFeatures:
     def count(self) -> int:
         return int(next(iter(self.images.values())).shape[0])
 
+    def joined(self) -> GuideFeatures:
+        """All guides as one guide: their feature maps stacked along the rows, ``(1, C_s, G * h_s, w_s)``.
+
+        The cross-attention has no positional encoding, so a query paired with the joined guide attends to the
+        tokens of every guide in one softmax: one decoder pass per query whatever the number of guides.
+        """
+
+        def join(features: dict[int, torch.Tensor]) -> dict[int, torch.Tensor]:
+            return {s: torch.cat(tuple(f), dim=1)[None] for s, f in features.items()}
+
+        return GuideFeatures(join(self.images), join(self.masks))
+
 
 _SPLIT_PARTS = ("image_encoder", "mask_encoder", "cross_attentions", "attention_stages", "decoder")
+
+
+def splits_encoding(network: torch.nn.Module) -> bool:
+    """Whether the network shows PropMask's parts, so queries can be encoded apart from the guides."""
+    return all(hasattr(network, part) for part in _SPLIT_PARTS)
 
 
 @torch.inference_mode()
 def encode_guides(network: torch.nn.Module, guides: GuideBatch) -> GuideFeatures | None:
     """The guides' features, or ``None`` for a network without PropMask's parts (it is then run whole)."""
-    if not all(hasattr(network, part) for part in _SPLIT_PARTS):
+    if not splits_encoding(network):
         return None
     images, masks = network.image_encoder(guides.images), network.mask_encoder(guides.masks)
     stages = network.attention_stages
@@ -202,7 +220,9 @@ def guided_probability(
     With PropMask's parts (``image_encoder``, ``mask_encoder``, ``cross_attentions``, ``decoder``), each query is
     encoded once and its features are paired with every guide's (``features``, from :func:`encode_guides` when not
     given) in the cross-attention and the decoder; the result equals pairing every query with every guide in
-    ``forward_indexed``, which is what other networks get.
+    ``forward_indexed``, which is what other networks get. Queries may then be larger than the guides (any
+    multiple of the network's downsampling factor): the network is convolutional and its attention positionless.
+    With ``features.joined()`` each query is decoded once, attending to all guides together.
 
     Returns:
         ``(n, S, S)`` probabilities.
@@ -215,7 +235,7 @@ def guided_probability(
         index = torch.arange(g, device=paired.device).repeat(n)
         probability = foreground_probability(network.forward_indexed(guides.images, guides.masks, paired, index), size)
         return probability.reshape(n, g, size, size).mean(dim=1)
-    side = int(queries.shape[-1])
+    side, g = int(queries.shape[-1]), features.count
     skips = network.image_encoder(queries)
     step = max(1, _PAIRED_PIXELS // (g * side * side))
     parts = []

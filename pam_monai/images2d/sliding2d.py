@@ -1,15 +1,22 @@
 """Propagation over one large 2D image: sliding windows guided by annotated instances, then instance labels.
 
-* Window side (image pixels): ``window_scale`` x the median bounding-box side of the annotated instances,
-  rounded up to a multiple of 32 and clamped to ``[input_size, 4 * input_size]``. With the default scale 2 and
-  a half-window stride every instance of median size lies wholly inside at least one window.
-* Guides: one crop of the window size centred on each annotated instance (at most ``max_guides``, spread over
-  the range of instance areas), carrying the annotation inside the crop, so query windows and guides show
-  objects at the same scale.
+* Guide crops: one crop centred on each annotated instance (at most ``max_guides``, spread over the range of
+  instance areas), carrying the annotation inside the crop; their side is ``window_scale`` x the median
+  bounding-box side of the instances, rounded up to a multiple of 32 and clamped to ``[input_size,
+  4 * input_size]``, and is resized to the network's input size. Crops reaching past the guide image are
+  mirrored (image and mask alike).
+* Query windows: ``query_factor`` x the guide crop side (default 2), at the guides' scale. PropMask is
+  convolutional and its cross-attention has no positional encoding, so a window larger than the network's input
+  is segmented whole; only the image encoder's work grows with it, and fewer windows overlap.
+* Window borders: the network misses objects near a window's edge (the guide crops show their object in the
+  middle), so every window's probability is weighted by a profile that is 1 beyond ``border`` pixels from its
+  edge and falls to 0.001 at half that; windows start ``border`` pixels before the image (mirrored) and step by
+  ``window - 2 * border``, so every pixel lies in the full-weight part of some window.
+* Guides are fused in the cross-attention (``fusion="joint"``: every query attends to the tokens of all guides in
+  one softmax, one decoder pass per window) or by averaging the probability of each guide (``"mean"``).
 * Windows are processed one row of windows at a time by MONAI's ``PatchInferer`` (``SlidingWindowSplitter`` along
-  the row, ``AvgMerger`` averaging overlapping windows); the rows are averaged where they overlap in a buffer one
-  window high, and every finished band of rows is handed on. Memory is O(window x image width), whatever the image
-  height.
+  the row, ``AvgMerger``); weighted sums are carried in a buffer one window high and every finished band of rows is
+  handed on. Memory is O(window x image width), whatever the image height.
 * Instances: threshold, morphological opening, 8-connected components, labelled strip by strip (the opening
   sees a halo of neighbouring rows, so strips give exactly the whole-image result) and merged across strips.
 """
@@ -28,11 +35,22 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from tqdm.auto import tqdm
 
-from pam_monai.images2d.set2d import GuideBatch, guided_probability, pooled_guide_window, prepare_guides, resize
+from pam_monai.errors import Propagate2DError
+from pam_monai.images2d.set2d import (
+    GuideBatch,
+    GuideFeatures,
+    encode_guides,
+    guided_probability,
+    pooled_guide_window,
+    prepare_guides,
+    resize,
+)
 from pam_monai.transforms.intensity import apply_window
 
 __all__ = [
+    "FUSIONS",
     "InstanceGuides",
+    "border_profile",
     "choose_window",
     "instance_guides",
     "label_instances",
@@ -41,18 +59,22 @@ __all__ = [
 ]
 
 _EIGHT = np.ones((3, 3), dtype=bool)
+FUSIONS = ("joint", "mean")
+_NETWORK_STEP = 32  # query sides the network sees are multiples of its downsampling factor
 
 
 @dataclass
 class InstanceGuides:
-    """Guides cut around annotated instances.
+    """Guides cut around annotated instances, and the sliding windows they were sized for.
 
     Attributes:
         batch: the network-ready guides.
-        window: sliding-window side in image pixels.
+        window: query window side in image pixels.
         median_side: median bounding-box side of the annotated instances (pixels).
         median_area: median area of the annotated instances (pixels).
         instances: annotated instances found in all guide masks.
+        guide_side: guide crop side in image pixels (shown to the network at ``batch.size``; default ``window``).
+        border: pixels at each window edge that are weighted down (default 0: plain averaging).
     """
 
     batch: GuideBatch
@@ -60,6 +82,18 @@ class InstanceGuides:
     median_side: float
     median_area: float
     instances: int
+    guide_side: int | None = None
+    border: int = 0
+
+    @property
+    def stride(self) -> int:
+        return max(1, self.window - 2 * self.border) if self.border else max(1, self.window // 2)
+
+    @property
+    def query_size(self) -> int:
+        """Side of the query windows as the network sees them (guides' scale, a multiple of 32)."""
+        scale = self.batch.size / (self.guide_side or self.window)
+        return int(_NETWORK_STEP * max(1, math.ceil(self.window * scale / _NETWORK_STEP - 1e-6)))
 
 
 def choose_window(
@@ -79,24 +113,40 @@ def choose_window(
     return int(min(max(side, low), high))
 
 
-def _crop(array: np.ndarray, top: int, left: int, side: int, fill: float) -> np.ndarray:
-    out = np.full((side, side), fill, dtype=np.float32)
-    r0, c0 = max(top, 0), max(left, 0)
-    r1, c1 = min(top + side, array.shape[0]), min(left + side, array.shape[1])
-    if r1 > r0 and c1 > c0:
-        out[r0 - top : r1 - top, c0 - left : c1 - left] = array[r0:r1, c0:c1]
-    return out
+def _mirrored(array: np.ndarray, top: int, left: int, height: int, width: int) -> np.ndarray:
+    """The ``height x width`` region at ``(top, left)``, mirrored (``symmetric``) where it leaves the array."""
+    r0, c0 = min(max(top, 0), array.shape[0] - 1), min(max(left, 0), array.shape[1] - 1)
+    r1, c1 = max(min(top + height, array.shape[0]), r0 + 1), max(min(left + width, array.shape[1]), c0 + 1)
+    block = np.asarray(array[r0:r1, c0:c1], dtype=np.float32)
+    pad = ((r0 - top, top + height - r1), (c0 - left, left + width - c1))
+    out = np.pad(block, tuple((max(a, 0), max(b, 0)) for a, b in pad), mode="symmetric")
+    return out[max(-pad[0][0], 0) : max(-pad[0][0], 0) + height, max(-pad[1][0], 0) : max(-pad[1][0], 0) + width]
 
 
 def instance_guides(
     guides: Sequence[tuple[np.ndarray, np.ndarray]],
     input_size: int,
     window: int | None = None,
-    max_guides: int = 8,
+    max_guides: int = 2,
     window_scale: float = 2.0,
     device: torch.device | str = "cpu",
+    *,
+    query_factor: int = 2,
+    border: int | None = None,
 ) -> InstanceGuides:
-    """Cut one window-sized crop around each annotated instance (8-connected component) of checked guides."""
+    """Cut one crop around each annotated instance (8-connected component) of checked guides.
+
+    Args:
+        guides: checked ``(grey image, boolean mask)`` pairs.
+        input_size: the network's input side.
+        window: query window side in image pixels (default ``query_factor`` x the guide crop side).
+        max_guides: most guide crops, spread over the range of instance areas.
+        window_scale: guide crop side relative to the median instance side.
+        device: where the guides go.
+        query_factor: default query window relative to the guide crop side.
+        border: down-weighted pixels at each window edge (default a quarter of the guide crop side, at most a
+            quarter of the window).
+    """
     lo_hi = pooled_guide_window(guides)
     found = []  # (area, side, guide index, (r0, c0, r1, c1))
     for g, (_, mask) in enumerate(guides):
@@ -108,32 +158,37 @@ def instance_guides(
                 found.append((int(areas[i]), max(r1 - r0, c1 - c0), g, (r0, c0, r1, c1)))
     median_side = float(np.median([f[1] for f in found]))
     median_area = float(np.median([f[0] for f in found]))
-    side = int(window) if window else choose_window(median_side, input_size, window_scale)
+    side = choose_window(median_side, input_size, window_scale)
+    window = int(window) if window else query_factor * side
+    border = min(side // 4, window // 4) if border is None else int(border)
+    if not 0 <= border < window / 2:
+        raise Propagate2DError(f"the window border must be in [0, window / 2), got {border} for window {window}.")
     found.sort(key=lambda f: f[0])
     picks = np.unique(np.round(np.linspace(0, len(found) - 1, min(max_guides, len(found)))).astype(int))
     crops = []
     for _, _, g, (r0, c0, r1, c1) in (found[i] for i in picks):
         image, mask = guides[g]
         top, left = (r0 + r1 - side) // 2, (c0 + c1 - side) // 2
-        crops.append((_crop(image, top, left, side, lo_hi[0]), _crop(mask, top, left, side, 0.0) > 0))
+        crops.append((_mirrored(image, top, left, side, side), _mirrored(mask, top, left, side, side) > 0))
     batch = prepare_guides(crops, input_size, window=lo_hi, device=device)
-    return InstanceGuides(batch, side, median_side, median_area, len(found))
+    return InstanceGuides(batch, window, median_side, median_area, len(found), guide_side=side, border=border)
 
 
-def window_starts(length: int, window: int, stride: int) -> list[int]:
-    """``0, stride, 2 * stride, ...`` until a window reaches the end (the last one may overhang)."""
-    starts = [0]
-    while starts[-1] + window < length:
+def window_starts(length: int, window: int, stride: int, border: int = 0) -> list[int]:
+    """``-border, -border + stride, ...`` until a window's inner part (``border`` short of its end) reaches the end."""
+    starts = [-border]
+    while starts[-1] + window - border < length:
         starts.append(starts[-1] + stride)
     return starts
 
 
-def _coverage(length: int, starts: Sequence[int], window: int) -> np.ndarray:
-    change = np.zeros(length + 1, dtype=np.int64)
-    for s in starts:
-        change[min(s, length)] += 1
-        change[min(s + window, length)] -= 1
-    return np.cumsum(change[:-1]).astype(np.float32)
+def border_profile(side: int, border: int, floor: float = 1e-3) -> np.ndarray:
+    """Per-pixel weight across a window: 1 from ``border`` pixels off its edges inwards, a linear ramp from
+    ``floor`` at ``border / 2``; all ones without a border."""
+    if border <= 0:
+        return np.ones(side, dtype=np.float32)
+    distance = np.minimum(np.arange(side), side - 1 - np.arange(side)) + 0.5
+    return np.clip((distance - border / 2) / (border / 2), floor, 1.0).astype(np.float32)
 
 
 class _Region:
@@ -144,17 +199,38 @@ class _Region:
     def read(self, top: int, left: int, height: int, width: int, fill: float = 0.0) -> np.ndarray: ...
 
 
-class _WindowProbability:
-    """The guided foreground probability of raw image windows ``(B, 1, side, side)``, at their own size, on CPU."""
+class _Mirror:
+    """Regions of a :class:`_Region` mirrored where they leave the image (indexable like an array)."""
 
-    def __init__(self, network: torch.nn.Module, guides: GuideBatch, side: int) -> None:
-        self.network, self.guides, self.side = network, guides, side
+    def __init__(self, reader: _Region) -> None:
+        self.reader, self.shape = reader, reader.shape
+
+    def __getitem__(self, key: tuple[slice, slice]) -> np.ndarray:
+        rows, cols = key
+        return self.reader.read(rows.start, cols.start, rows.stop - rows.start, cols.stop - cols.start)
+
+
+class _WindowProbability:
+    """Weighted guided foreground probability of raw windows ``(B, 1, side, side)``: ``(B, 2, side, side)``
+    holding ``weight x probability`` and ``weight``, on CPU."""
+
+    def __init__(self, network: torch.nn.Module, guides: InstanceGuides, fusion: str) -> None:
+        if fusion not in FUSIONS:
+            raise Propagate2DError(f"unknown guide fusion {fusion!r}; choose one of {', '.join(FUSIONS)}.")
+        self.network, self.guides = network, guides
+        features: GuideFeatures | None = encode_guides(network, guides.batch)
+        self.features = features.joined() if features is not None and fusion == "joint" else features
+        self.size = guides.query_size if features is not None else guides.batch.size
+        profile = torch.from_numpy(border_profile(guides.window, guides.border))
+        self.weight = (profile[:, None] * profile[None, :])[None, None]
 
     def __call__(self, windows: torch.Tensor) -> torch.Tensor:
-        batch = self.guides
-        queries = apply_window(resize(windows, batch.size), *batch.window)
-        probability = guided_probability(self.network, batch, queries)
-        return resize(probability[:, None].float(), self.side).clamp(0, 1).cpu()
+        batch, side = self.guides.batch, self.guides.window
+        queries = apply_window(resize(windows, self.size), *batch.window)
+        probability = guided_probability(self.network, batch, queries, self.features)
+        probability = resize(probability[:, None].float(), side).clamp(0, 1).cpu()
+        weight = self.weight.expand_as(probability)
+        return torch.cat((probability * weight, weight), dim=1)
 
 
 @torch.inference_mode()
@@ -165,49 +241,54 @@ def stitch_probability(
     emit: Callable[[int, np.ndarray], None],
     batch_size: int = 8,
     progress: bool = False,
+    fusion: str = "joint",
 ) -> None:
-    """Sliding-window foreground probability, averaged where windows overlap, emitted band by band.
+    """Sliding-window foreground probability, a weighted average where windows overlap, emitted band by band.
 
-    Windows of side ``guides.window`` at half-window strides (the last one of a row or column may overhang the
-    image, filled with the guides' window low value). Each row of windows is one full-width band read from
-    ``reader`` and run through MONAI's ``PatchInferer`` (``SlidingWindowSplitter`` along the band, ``AvgMerger``
-    averaging the overlaps); consecutive bands are averaged where they overlap, and every finished band of rows is
-    handed on, so memory stays O(window x image width) whatever the image height.
+    Windows of side ``guides.window`` start ``guides.border`` pixels before the image and step by
+    ``guides.stride``; outside the image they see it mirrored. Each window's probability is weighted by
+    :func:`border_profile` in both directions. Each row of windows is one full-width band read from ``reader``
+    and run through MONAI's ``PatchInferer`` (``SlidingWindowSplitter`` along the band, ``AvgMerger``); the
+    weighted sums of consecutive bands are added up and every finished band of rows is handed on, so memory stays
+    O(window x image width) whatever the image height.
 
     Args:
         reader: the image, read region by region.
-        network: PropMask (``forward_indexed``).
+        network: PropMask (its parts, or anything with ``forward_indexed`` at the guides' size).
         guides: from :func:`instance_guides`.
         emit: called as ``emit(first_row, probability_rows)`` with consecutive, complete full-width bands
             (float32 ``(rows, width)``).
-        batch_size: windows per forward pass (each paired with every guide).
+        batch_size: windows per forward pass.
         progress: show a progress bar (stderr).
+        fusion: ``"joint"`` (one decoder pass per window, attending to all guides) or ``"mean"`` (the average of
+            the probabilities given by each guide).
     """
     height, width = reader.shape
-    side, batch = guides.window, guides.batch
-    stride = max(1, side // 2)
-    tops, lefts = window_starts(height, side, stride), window_starts(width, side, stride)
-    rows_covered = _coverage(height, tops, side)
-    band_width = lefts[-1] + side
+    side, stride, border = guides.window, guides.stride, guides.border
+    tops, lefts = window_starts(height, side, stride, border), window_starts(width, side, stride, border)
+    band_width = lefts[-1] + side + border
     inferer = PatchInferer(
         splitter=SlidingWindowSplitter(patch_size=(side, side), overlap=(0, side - stride), pad_mode=None),
         merger_cls=AvgMerger,
         batch_size=batch_size,
     )
-    probability = _WindowProbability(network, batch, side)
-    total = np.zeros((side, band_width), dtype=np.float32)
+    probability = _WindowProbability(network, guides, fusion)
+    mirror = _Mirror(reader)
+    total = np.zeros((2, side, band_width), dtype=np.float32)  # weighted probability, weight
+    next_row = 0
     bar = tqdm(total=len(tops) * len(lefts), disable=not progress, unit="window", desc="windows")
     try:
         for k, top in enumerate(tops):
-            region = reader.read(top, 0, side, band_width, fill=batch.window[0])
-            band = torch.from_numpy(np.ascontiguousarray(region, dtype=np.float32))[None, None]
-            total += inferer(band, probability)[0, 0].numpy()
+            band = torch.from_numpy(np.ascontiguousarray(_mirrored(mirror, top, -border, side, band_width)))
+            total += inferer(band[None, None], probability)[0].numpy()
             bar.update(len(lefts))
             end = height if k == len(tops) - 1 else min(top + stride, height)
-            if end > top:
-                emit(top, total[: end - top, :width] / rows_covered[top:end, None])
-            total[: side - stride] = total[stride:]
-            total[side - stride :] = 0.0
+            if end > next_row:
+                rows = slice(next_row - top, end - top)
+                emit(next_row, total[0, rows, border : border + width] / total[1, rows, border : border + width])
+                next_row = end
+            total[:, : side - stride] = total[:, stride:]
+            total[:, side - stride :] = 0.0
     finally:
         bar.close()
 

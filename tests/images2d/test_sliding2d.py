@@ -1,4 +1,5 @@
-"""Sliding windows over one large 2D image through MONAI's PatchInferer: the same probability as window-by-window."""
+"""Sliding windows over one large 2D image through MONAI's PatchInferer: the same weighted probability as
+window-by-window."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ import torch
 from torch import nn
 
 from pam_monai.images2d.io import ArrayRegionReader
-from pam_monai.images2d.set2d import GuideBatch, guided_probability, resize
-from pam_monai.images2d.sliding2d import InstanceGuides, stitch_probability, window_starts
+from pam_monai.images2d.set2d import GuideBatch, encode_guides, guided_probability, resize
+from pam_monai.images2d.sliding2d import InstanceGuides, border_profile, stitch_probability, window_starts
+from pam_monai.networks import build_propmask
 from pam_monai.transforms.intensity import apply_window
 
 
@@ -32,49 +34,92 @@ class PositionSensitivePropMask(nn.Module):
         return [logits, logits[..., ::2, ::2]]
 
 
-def reference_probability(image: np.ndarray, network: nn.Module, guides: InstanceGuides) -> np.ndarray:
-    """Window by window over the whole image, summed and divided by the window count of every pixel."""
-    side, batch = guides.window, guides.batch
-    stride = max(1, side // 2)
+def reference_probability(image: np.ndarray, network: nn.Module, guides: InstanceGuides, fusion: str) -> np.ndarray:
+    """Window by window over the mirrored image: weighted sum over windows divided by the summed weights."""
+    side, stride, border, batch = guides.window, guides.stride, guides.border, guides.batch
     height, width = image.shape
-    tops, lefts = window_starts(height, side, stride), window_starts(width, side, stride)
-    padded = np.full((tops[-1] + side, lefts[-1] + side), batch.window[0], dtype=np.float32)
-    padded[:height, :width] = image
+    tops = window_starts(height, side, stride, border)
+    lefts = window_starts(width, side, stride, border)
+    pad = ((border, tops[-1] + side - height), (border, lefts[-1] + side - width))
+    padded = np.pad(image, pad, mode="symmetric")
+    profile = border_profile(side, border)
+    weight = profile[:, None] * profile[None, :]
     total, count = np.zeros_like(padded), np.zeros_like(padded)
+    features = encode_guides(network, batch)
+    if features is not None and fusion == "joint":
+        features = features.joined()
+    size = guides.query_size if features is not None else batch.size
     for top in tops:
         for left in lefts:
-            crop = torch.from_numpy(padded[top : top + side, left : left + side].copy())[None, None]
-            query = apply_window(resize(crop, batch.size), *batch.window)
-            probability = resize(guided_probability(network, batch, query)[:, None].float(), side)[0, 0]
-            total[top : top + side, left : left + side] += probability.clamp(0, 1).numpy()
-            count[top : top + side, left : left + side] += 1
-    return (total / count)[:height, :width]
+            r, c = top + border, left + border
+            crop = torch.from_numpy(padded[r : r + side, c : c + side].copy())[None, None]
+            query = apply_window(resize(crop, size), *batch.window)
+            probability = guided_probability(network, batch, query, features)
+            probability = resize(probability[:, None].float(), side)[0, 0].clamp(0, 1).numpy()
+            total[r : r + side, c : c + side] += probability * weight
+            count[r : r + side, c : c + side] += weight
+    return (total / count)[border : border + height, border : border + width]
 
 
-@pytest.mark.parametrize(("shape", "side", "batch_size"), [((150, 211), 64, 3), ((64, 64), 64, 8), ((97, 40), 32, 1)])
-def test_stitched_probability_matches_window_by_window(shape: tuple[int, int], side: int, batch_size: int) -> None:
-    rng = np.random.default_rng(1)
-    image = rng.normal(50.0, 20.0, shape).astype(np.float32)
-    network = PositionSensitivePropMask().eval()
+def _random_guides(size: int, count: int = 2) -> GuideBatch:
     generator = torch.Generator().manual_seed(2)
-    batch = GuideBatch(
-        images=torch.randn((2, 1, 32, 32), generator=generator),
-        masks=(torch.rand((2, 1, 32, 32), generator=generator) > 0.5).float(),
+    return GuideBatch(
+        images=torch.randn((count, 1, size, size), generator=generator),
+        masks=(torch.rand((count, 1, size, size), generator=generator) > 0.5).float(),
         window=(10.0, 90.0),
     )
-    guides = InstanceGuides(batch=batch, window=side, median_side=side / 2, median_area=side**2 / 4, instances=2)
+
+
+def _stitch(image: np.ndarray, network: nn.Module, guides: InstanceGuides, batch_size: int, fusion: str) -> np.ndarray:
     bands: list[tuple[int, np.ndarray]] = []
-    stitch_probability(ArrayRegionReader(image), network, guides, lambda top, rows: bands.append((top, rows.copy())))
-    assert [top for top, _ in bands] == sorted(top for top, _ in bands) and bands[0][0] == 0
-    stitched = np.concatenate([rows for _, rows in bands])
+    emit = lambda top, rows: bands.append((top, rows.copy()))  # noqa: E731
+    stitch_probability(ArrayRegionReader(image), network, guides, emit, batch_size, fusion=fusion)
+    assert bands[0][0] == 0
     for (top, rows), (following, _) in zip(bands, bands[1:]):
         assert top + len(rows) == following  # consecutive, complete bands
-    assert stitched.shape == shape and stitched.dtype == np.float32
-    expected = reference_probability(image, network, guides)
+    stitched = np.concatenate([rows for _, rows in bands])
+    assert stitched.shape == image.shape and stitched.dtype == np.float32
+    return stitched
+
+
+@pytest.mark.parametrize(
+    ("shape", "side", "border", "batch_size"),
+    [((150, 211), 64, 0, 3), ((64, 64), 64, 0, 8), ((97, 40), 32, 0, 1), ((150, 211), 64, 12, 3), ((30, 90), 48, 8, 2)],
+)
+def test_stitched_probability_matches_window_by_window(
+    shape: tuple[int, int], side: int, border: int, batch_size: int
+) -> None:
+    image = np.random.default_rng(1).normal(50.0, 20.0, shape).astype(np.float32)
+    network = PositionSensitivePropMask().eval()
+    guides = InstanceGuides(_random_guides(32), side, side / 2, side**2 / 4, 2, border=border)
+    stitched = _stitch(image, network, guides, 8, "mean")
+    expected = reference_probability(image, network, guides, "mean")
     np.testing.assert_allclose(stitched, expected, atol=2e-6, rtol=0)
     assert stitched.std() > 0.01  # the windows really differ
-    again: list[np.ndarray] = []
-    stitch_probability(
-        ArrayRegionReader(image), network, guides, lambda top, rows: again.append(rows.copy()), batch_size
-    )
-    np.testing.assert_allclose(np.concatenate(again), stitched, atol=1e-6, rtol=0)
+    np.testing.assert_allclose(_stitch(image, network, guides, batch_size, "mean"), stitched, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("fusion", ["joint", "mean"])
+def test_larger_query_windows_with_propmask(fusion: str) -> None:
+    """Query windows twice the guide crops (the network sees 128 px queries and 64 px guides), border-weighted."""
+    torch.manual_seed(0)
+    network = build_propmask("light", input_size=64).eval()
+    image = np.random.default_rng(3).normal(50.0, 20.0, (150, 200)).astype(np.float32)
+    guides = InstanceGuides(_random_guides(64, 3), 128, 32.0, 800.0, 3, guide_side=64, border=16)
+    assert guides.query_size == 128 and guides.stride == 96
+    stitched = _stitch(image, network, guides, 4, fusion)
+    np.testing.assert_allclose(stitched, reference_probability(image, network, guides, fusion), atol=1e-5, rtol=0)
+    assert stitched.std() > 1e-3
+
+
+def test_border_profile_and_window_starts() -> None:
+    profile = border_profile(64, 16)
+    assert profile[16:48].min() == 1.0 and profile[:8].max() == pytest.approx(1e-3) and profile[0] > 0
+    np.testing.assert_array_equal(profile, profile[::-1])
+    assert window_starts(100, 64, 32) == [0, 32, 64]
+    starts = window_starts(1000, 256, 192, 32)
+    assert starts[0] == -32 and starts[-1] + 256 - 32 >= 1000 > starts[-2] + 256 - 32
+    inner = np.zeros(1000, dtype=bool)
+    for start in starts:  # every pixel in the full-weight part of some window
+        inner[max(start + 32, 0) : start + 256 - 32] = True
+    assert inner.all()
