@@ -122,6 +122,8 @@ def _parser() -> argparse.ArgumentParser:
     large.add_argument("-o", "--output", required=True, help="instance label image to write (.tif, BigTIFF)")
     large.add_argument("--window", type=int, help="sliding-window side in pixels (default: from the instance size)")
     large.add_argument("--batch-size", type=int, default=8, help="windows per forward pass (default 8)")
+    large.add_argument("--border", type=int, help="pixels weighted down at each window edge (default: from the size)")
+    large.add_argument("--max-guides", type=int, default=2, help="annotated instances used as guides (default 2)")
     for sub in (set2d, large):
         sub.add_argument("--checkpoint", help="PropMask weights (default: the bundle's)")
         sub.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
@@ -344,6 +346,8 @@ def _propagate_large(args: argparse.Namespace) -> dict:
         window=args.window,
         batch_size=args.batch_size,
         output=output,
+        border=args.border,
+        max_guides=args.max_guides,
         progress=not args.no_progress,
     )
     summary = {"image": str(args.image), **result.summary()}

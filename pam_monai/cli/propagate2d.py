@@ -320,6 +320,8 @@ def propagate_large_image(
         raise Propagate2DError(f"the window must be at least 16 pixels, got {window}.")
     if batch_size < 1:
         raise Propagate2DError(f"batch size must be at least 1, got {batch_size}.")
+    if max_guides < 1:
+        raise Propagate2DError(f"at least one guide is needed, got max_guides={max_guides}.")
     if output is not None and image_suffix(output) not in (".tif", ".tiff"):
         raise Propagate2DError(f"{output}: the label image must be written as a TIFF (.tif or .tiff).")
     checked = load_guides(guides) if isinstance(guides, (str, os.PathLike)) else check_guides(guides)
