@@ -305,10 +305,11 @@ def test_cli_writes_masks_summary_and_labels(data: dict, tmp_path: Path, capsys:
     labels = tmp_path / "labels" / "large_labels.tif"
     argv = ["propagate-large", str(large), "--guides", str(data["guides"]), "-o", str(labels), "--window", "128"]
     capsys.readouterr()
-    assert main([*argv, *weights]) == 0
+    assert main([*argv, "--border", "16", "--max-guides", "1", *weights]) == 0
     report = json.loads(labels.with_suffix(".json").read_text())
     image = tifffile.imread(labels)
     assert image.shape == (300, 260) and report["window"] == 128 and report["count"] == int(image.max())
+    assert (report["border"], report["stride"], report["guides"], report["fusion"]) == (16, 96, 1, "joint")
     assert f"{report['count']} instances" in capsys.readouterr().out
 
 
