@@ -8,15 +8,14 @@ new prompt. Everything else of the previous result is kept voxel for voxel, othe
 slice whose mask is empty (every voxel removed by background clicks) ends the object there.
 
 **Early stop.** A correction rarely changes the whole stretch up to its neighbouring guide or the volume's end: away
-from the corrected slice the recomputed masks soon match the previous ones again. So the stretch is recomputed in a
-window around the corrected slices: at first ``FIRST_REACH`` slices on each side (fewer when the inferer's round
-predicts fewer, never fewer than ``agree_slices + 1``), clipped to the stretch. On each side where the window cuts
-the stretch short, the recomputed slices are compared with the previous result's, walking outward from the corrected
+from the corrected slice the recomputed masks soon match the previous ones again. So the stretch is first recomputed
+in a window of ``FIRST_REACH`` slices on each side of the corrected slices (fewer when the inferer's round predicts
+fewer, never fewer than ``agree_slices + 1``), clipped to the stretch. On each side where the window cuts the
+stretch short, the recomputed slices are compared with the previous result's, walking outward from the corrected
 slice: once ``agree_slices`` consecutive slices agree (per-slice Dice >= ``agree_dice``; two empty masks agree), the
 front stops at the last of them and from there on the previous result is kept. A side without such a run is
-recomputed again in a window twice as wide, until it agrees or reaches its guide or the volume's end (where the
-window is the whole stretch, as without early stop). Stretches holding no drawn (non-empty) corrected slice are
-always recomputed whole.
+recomputed once more, to its guide or the volume's end (the window then starts or ends where a settled side
+stopped), as without early stop. Stretches holding no drawn (non-empty) corrected slice are always recomputed whole.
 """
 
 from __future__ import annotations
@@ -46,7 +45,7 @@ AGREE_DICE = 0.95
 AGREE_SLICES = 3
 """Consecutive agreeing slices after which a correction's recomputed front stops (early stop)."""
 FIRST_REACH = 6
-"""Slices on each side of the corrected slices that early stop recomputes first (doubled while they disagree)."""
+"""Slices on each side of the corrected slices that early stop recomputes first."""
 
 
 def implied_guides(labels: torch.Tensor, label: int, axis: int) -> dict[int, torch.Tensor]:
@@ -151,28 +150,27 @@ def _recompute_stretch(
         block, count = _propagate_block(inferer, vol, network, guides, start, end, spacing, axis)
         return block, start, end, count
     z = neighbourhood_size(inferer.thickness_mm, float(spacing[axis]), inferer.max_neighbours)
-    reach = [max(min(z, FIRST_REACH), agree[1] + 1)] * 2  # slices below the lowest and above the highest anchor
-    predicted = 0
-    while True:
-        first, last = max(start, min(anchors) - reach[0]), min(end, max(anchors) + reach[1])
-        block, count = _propagate_block(inferer, vol, network, guides, first, last, spacing, axis)
-        predicted += count
-        write, settled = [first, last], True
-        for side, (cut_short, anchor, step) in enumerate(
-            ((first > start, min(anchors) - first, -1), (last < end, max(anchors) - first, 1))
-        ):
-            if not cut_short:
-                continue
+    reach = max(min(z, FIRST_REACH), agree[1] + 1)  # slices below the lowest and above the highest anchor
+    first, last = max(start, min(anchors) - reach), min(end, max(anchors) + reach)
+    block, predicted = _propagate_block(inferer, vol, network, guides, first, last, spacing, axis)
+    write, settled = [first, last], True
+    for side, (cut_short, anchor, step) in enumerate(
+        ((first > start, min(anchors) - first, -1), (last < end, max(anchors) - first, 1))
+    ):
+        if cut_short:
             stop = agreeing_stop(block, old[first - start : last + 1 - start], anchor + step, step, *agree)
-            if stop is None:
-                reach[side] *= 2
+            if stop is None:  # this side runs on to its guide or the volume's end
+                write[side] = (start, end)[side]
                 settled = False
             else:
                 write[side] = first + stop
-        if settled:
-            out = torch.zeros((end - start + 1, *vol.shape[1:]), dtype=torch.bool)
-            out[first - start : last + 1 - start] = block
-            return out, write[0], write[1], predicted
+    if not settled:  # once more, from where a settled side stopped to the end of the unsettled one(s)
+        first, last = write
+        block, count = _propagate_block(inferer, vol, network, guides, first, last, spacing, axis)
+        predicted += count
+    out = torch.zeros((end - start + 1, *vol.shape[1:]), dtype=torch.bool)
+    out[first - start : last + 1 - start] = block
+    return out, write[0], write[1], predicted
 
 
 def refine_object(
