@@ -14,8 +14,9 @@ fewer, never fewer than ``agree_slices + 1``), clipped to the stretch. On each s
 stretch short, the recomputed slices are compared with the previous result's, walking outward from the corrected
 slice: once ``agree_slices`` consecutive slices agree (per-slice Dice >= ``agree_dice``; two empty masks agree), the
 front stops at the last of them and from there on the previous result is kept. A side without such a run is
-recomputed once more, to its guide or the volume's end (the window then starts or ends where a settled side
-stopped), as without early stop. Stretches holding no drawn (non-empty) corrected slice are always recomputed whole.
+recomputed again in a window four times as wide and, if it still does not agree, to its guide or the volume's end,
+as without early stop (a settled side keeps its stop). Stretches holding no drawn (non-empty) corrected slice are
+always recomputed whole.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ AGREE_DICE = 0.95
 AGREE_SLICES = 3
 """Consecutive agreeing slices after which a correction's recomputed front stops (early stop)."""
 FIRST_REACH = 6
-"""Slices on each side of the corrected slices that early stop recomputes first."""
+"""Slices on each side of the corrected slices that early stop recomputes first (then 4x as many, then all)."""
 
 
 def implied_guides(labels: torch.Tensor, label: int, axis: int) -> dict[int, torch.Tensor]:
@@ -150,27 +151,32 @@ def _recompute_stretch(
         block, count = _propagate_block(inferer, vol, network, guides, start, end, spacing, axis)
         return block, start, end, count
     z = neighbourhood_size(inferer.thickness_mm, float(spacing[axis]), inferer.max_neighbours)
-    reach = max(min(z, FIRST_REACH), agree[1] + 1)  # slices below the lowest and above the highest anchor
-    first, last = max(start, min(anchors) - reach), min(end, max(anchors) + reach)
-    block, predicted = _propagate_block(inferer, vol, network, guides, first, last, spacing, axis)
-    write, settled = [first, last], True
-    for side, (cut_short, anchor, step) in enumerate(
-        ((first > start, min(anchors) - first, -1), (last < end, max(anchors) - first, 1))
-    ):
-        if cut_short:
-            stop = agreeing_stop(block, old[first - start : last + 1 - start], anchor + step, step, *agree)
-            if stop is None:  # this side runs on to its guide or the volume's end
-                write[side] = (start, end)[side]
-                settled = False
-            else:
-                write[side] = first + stop
-    if not settled:  # once more, from where a settled side stopped to the end of the unsettled one(s)
-        first, last = write
+    first_reach = max(min(z, FIRST_REACH), agree[1] + 1)
+    bounds = [max(start, min(anchors) - first_reach), min(end, max(anchors) + first_reach)]
+    predicted, settled = 0, [False, False]
+    for reach in (first_reach, 4 * first_reach, None):
+        if reach is None:  # the last try: the unsettled sides run on to their guide or the volume's end
+            bounds = [bounds[0] if settled[0] else start, bounds[1] if settled[1] else end]
+        else:  # a settled side keeps its stop, an unsettled one grows to ``reach``
+            bounds = [b if done else (max(start, min(anchors) - reach), min(end, max(anchors) + reach))[side]
+                      for side, (b, done) in enumerate(zip(bounds, settled))]  # fmt: skip
+        first, last = bounds
         block, count = _propagate_block(inferer, vol, network, guides, first, last, spacing, axis)
         predicted += count
+        for side, (cut_short, anchor, step) in enumerate(
+            ((first > start, min(anchors) - first, -1), (last < end, max(anchors) - first, 1))
+        ):
+            if not cut_short:
+                settled[side] = True
+            elif not settled[side]:
+                stop = agreeing_stop(block, old[first - start : last + 1 - start], anchor + step, step, *agree)
+                if stop is not None:
+                    bounds[side], settled[side] = first + stop, True
+        if all(settled):
+            break
     out = torch.zeros((end - start + 1, *vol.shape[1:]), dtype=torch.bool)
     out[first - start : last + 1 - start] = block
-    return out, write[0], write[1], predicted
+    return out, bounds[0], bounds[1], predicted
 
 
 def refine_object(
