@@ -10,8 +10,9 @@ The main entry points are importable from the package itself; each is imported o
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from pam_monai.lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -30,13 +31,4 @@ _LAZY = {
 __all__ = ["PAMPredictor", "PropagationInferer", "__version__", "build_box2mask", "build_propmask"]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, __all__)

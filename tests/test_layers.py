@@ -13,7 +13,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "pam_monai"
 
 LAYERS: dict[str, int] = {
     "pam_monai.errors": 0,
-    "pam_monai.utils": 0,
+    "pam_monai.lazy": 0,
     "pam_monai.networks": 1,
     "pam_monai.data": 1,
     "pam_monai.prompts": 2,

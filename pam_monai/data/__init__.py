@@ -5,8 +5,9 @@ Names are imported lazily (PEP 562): importing the package loads no generator co
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from pam_monai.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from .synthetic import SyntheticVolume, SyntheticVolumeDataset, generate_volume, write_synthetic_datalist
@@ -21,13 +22,4 @@ _LAZY = {
 __all__ = ["SyntheticVolume", "SyntheticVolumeDataset", "generate_volume", "write_synthetic_datalist"]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, __all__)
