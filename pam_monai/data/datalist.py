@@ -24,7 +24,6 @@ __all__ = ["DatalistError", "label_names", "load_datalist", "validate_datalist"]
 _NIFTI_SUFFIXES = (".nii", ".nii.gz")
 
 
-
 def _one_line(text: object, limit: int = 300) -> str:
     line = " ".join(str(text).split())
     return line if len(line) <= limit else line[: limit - 3] + "..."
