@@ -21,4 +21,10 @@ run backends benchmarks/bench_backends.py --configs light paper --repeat 3
 run training benchmarks/bench_training.py --configs light paper --iterations 3
 run segment_folder benchmarks/bench_segment_folder.py --cases 8 --size 256 --span 40 --repeat 2
 "$PY" -W ignore benchmarks/check_equivalence.py > "$OUT/equivalence.txt" 2> "$OUT/equivalence.log"
+# These write their own markdown (and state the CPU load they ran under) instead of waiting for a quiet CPU.
+"$PY" -W ignore benchmarks/bench_startup.py --repeat 2 --threads "$THREADS" --size 256 --output "$OUT/startup_run.md"
+"$PY" -W ignore benchmarks/bench_large_image.py --threads "$THREADS" --output "$OUT/large_image_run.md"
+"$PY" -W ignore benchmarks/bench_cross_image.py --threads "$THREADS" --axes 2 0 1 --out "$OUT/cross_image_run.md"
+"$PY" -W ignore benchmarks/bench_interactive.py --sets atlas generated --volumes 1 --axes 2 0 1 --threads "$THREADS" \
+    --csv "$OUT/interactive_run.csv" > "$OUT/interactive_run.md"
 echo "== done ($(date -u +%H:%M:%S))" >&2
