@@ -35,7 +35,10 @@ def _compare(args: argparse.Namespace) -> str:
         "validation": validation_objects(structures),
         "generated": generated_objects(args.generated, max_objects=args.objects_per_volume),
     }
-    weights = {"shipped": Path(args.shipped_dir), "candidate": Path(args.candidate_dir)}
+    from pam_monai.networks.weights import default_checkpoints
+
+    shipped = Path(args.shipped_dir) if args.shipped_dir else default_checkpoints()[0].parent
+    weights = {"shipped": shipped, "candidate": Path(args.candidate_dir)}
     for folder in weights.values():
         for file in ("model.pt", "box2mask.pt"):
             if not (folder / file).is_file():
@@ -53,7 +56,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         description=__doc__.split("\n")[0],
     )
     parser.add_argument("--candidate-dir", required=True, help="folder with the candidate model.pt and box2mask.pt")
-    parser.add_argument("--shipped-dir", default="bundle/models", help="folder with the shipped weights")
+    parser.add_argument(
+        "--shipped-dir", help="folder with the shipped model.pt and box2mask.pt (default: the default weights)"
+    )
     parser.add_argument("--out-dir", default="out/device", help="where the tables and the verdict go")
     parser.add_argument("--structures", default="", help="comma-separated validation structures (default: all 11)")
     parser.add_argument("--axes", default="0,1,2", help="prompt axes on the validation set")

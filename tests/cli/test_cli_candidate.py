@@ -38,3 +38,20 @@ def test_bad_requests_are_one_line_and_write_nothing(tmp_path: Path, capsys, fla
     assert code == 2 and captured.out == "" and captured.err.startswith(f"{PROG}: error: ")
     assert message in captured.err and len(captured.err.splitlines()) == 1
     assert not out.exists()
+
+
+def test_the_shipped_weights_default_to_the_package_ones(tmp_path: Path, capsys, monkeypatch) -> None:  # noqa: ANN001
+    """Without ``--shipped-dir`` the shipped side is the default weights (``$PAM_MONAI_MODELS`` here), wherever the
+    command runs: only the missing candidate file is reported."""
+    shipped = tmp_path / "shipped"
+    shipped.mkdir()
+    for name in ("model.pt", "box2mask.pt"):
+        (shipped / name).write_bytes((REPO / "bundle" / "models" / name).read_bytes())
+    monkeypatch.setenv("PAM_MONAI_MODELS", str(shipped))
+    monkeypatch.chdir(tmp_path)
+    code = main(["--candidate-dir", str(tmp_path / "none"), "--out-dir", str(tmp_path / "out"), "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert code == 2 and f"{tmp_path / 'none' / 'model.pt'} does not exist." in err
+    monkeypatch.delenv("PAM_MONAI_MODELS")
+    code = main(["--candidate-dir", str(tmp_path / "none"), "--out-dir", str(tmp_path / "out"), "--device", "cpu"])
+    assert code == 2 and "none/model.pt does not exist." in capsys.readouterr().err
