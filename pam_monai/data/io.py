@@ -69,6 +69,13 @@ def read_nifti(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray] | None:
         raise _one_line(path, error) from error
 
 
+def _existing_nifti(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
+    """:func:`read_nifti` of a path that must exist (``None``: not a 3D NIfTI)."""
+    if not path.exists():
+        raise ImageReadError(f"{path}: no such file or folder.")
+    return read_nifti(path)
+
+
 def load_image(path: str | os.PathLike) -> MetaTensor:
     """Read a NIfTI, NRRD, MHA file or a DICOM series folder as a ``(X, Y, Z)`` MetaTensor in file index order.
 
@@ -81,9 +88,7 @@ def load_image(path: str | os.PathLike) -> MetaTensor:
     from monai.data import MetaTensor
 
     path = Path(path)
-    if not path.exists():
-        raise ImageReadError(f"{path}: no such file or folder.")
-    nifti = read_nifti(path)
+    nifti = _existing_nifti(path)
     if nifti is not None:
         array, affine = nifti
         meta = {"filename_or_obj": str(path), "original_affine": affine, "spatial_shape": np.asarray(array.shape)}
@@ -108,9 +113,7 @@ def load_volume(path: str | os.PathLike) -> tuple[torch.Tensor, np.ndarray]:
         ImageReadError: with a one-line message when the path is missing or no reader can read it.
     """
     path = Path(path)
-    if not path.exists():
-        raise ImageReadError(f"{path}: no such file or folder.")
-    nifti = read_nifti(path)
+    nifti = _existing_nifti(path)
     if nifti is not None:
         array, affine = nifti
         return torch.from_numpy(array), affine
