@@ -15,14 +15,21 @@ Sets, each case ``guides -> one query`` with the query's true mask:
 
 Methods, side by side in one run on the same cases:
 
-* **PAM**: ``pam_monai.cli.propagate2d.propagate_to_images`` (what ``pam-monai propagate-2d`` runs) with the
-  bundle's default PropMask weights; all guides at once.
-* **PAM, query intensity-matched**: the same after mapping the query's 1st / 99th intensity percentiles linearly
-  onto the guides' (``propagate-2d`` applies the guides' intensity window to the queries as they are, so a query on
-  another intensity scale, as MNI152's 0..~8000 against ICBM 2009c's 0..~100, saturates).
+* **PAM, localised**: ``pam_monai.cli.propagate2d.propagate_to_images`` as ``pam-monai propagate-2d`` runs it by
+  default (``localise="match"``, ``fusion="best"``): each guide's RoI (1.5 x its mask's box, with context) found in
+  the query by multi-scale normalised cross-correlation, the query resampled into the guide's RoI frame, each crop
+  windowed on its own, PropMask on the crops (the bundle's default weights), the best-correlated guide's
+  probability pasted back.
+* **PAM, whole image**: the earlier path (``localise="none"``): whole images shrunk to the network's input, all
+  guides at once, the guides' intensity window applied to the query.
+* **PAM, whole image, query intensity-matched**: the same after mapping the query's 1st / 99th intensity
+  percentiles linearly onto the guides' (a query on another intensity scale, as MNI152's 0..~8000 against ICBM
+  2009c's 0..~100, saturates in the guides' window).
 * **affine registration**: weight-free; each guide image registered to the query by a 2D affine transform that
-  maximises their mutual information (Powell on 1/4 then 1/2 resolution, started from the intensity moments'
-  alignment), its mask warped; several guides vote.
+  maximises their mutual information (``pam_monai.images2d.localise.register_affine``: Powell on 1/4 then 1/2
+  resolution, started from the intensity moments' alignment), its mask warped; several guides vote.
+* **matched guide mask**: weight-free; each guide's mask moved onto the query by the same template match as
+  "PAM, localised" (no network); several guides vote.
 * **copy**: each guide's mask pasted at the same pixel indices (cropped or zero-padded to the query's size);
   several guides vote.
 
@@ -49,7 +56,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy import ndimage, optimize
+from scipy import ndimage
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -61,10 +68,20 @@ from pam_monai.data.atlas import (  # noqa: E402
     SUBCORTICAL_STRUCTURES,
     load_template_and_labels,
 )
+from pam_monai.images2d.localise import guide_crop, match_object, paste_probability, register_affine  # noqa: E402
 
 FAMILIES = ("ellipsoid", "blob", "lobes", "bitten", "shell", "torus")
-METHODS = ("PAM", "PAM, query intensity-matched", "affine registration", "copy", "PAM, guide as query")
+METHODS = (
+    "PAM, localised",
+    "PAM, whole image",
+    "PAM, whole image, query intensity-matched",
+    "affine registration",
+    "matched guide mask",
+    "copy",
+    "PAM, whole image, guide as query",
+)
 TARGET = 0.80
+ALL = "all cases"
 
 
 @dataclass
@@ -243,87 +260,20 @@ def copy_baseline(case: Case) -> np.ndarray:
     return vote([paste(mask, case.query.shape) for _, mask in case.guides])
 
 
-def _quantise(image: np.ndarray, bins: int) -> np.ndarray:
-    low, high = np.percentile(image, (1, 99))
-    return np.clip(((image - low) / max(high - low, 1e-6) * bins).astype(int), 0, bins - 1)
-
-
-def mutual_information(a: np.ndarray, b: np.ndarray, bins: int = 32) -> float:
-    """Mutual information of two integer images with values in ``[0, bins)``."""
-    joint = np.bincount((a * bins + b).ravel(), minlength=bins * bins).reshape(bins, bins).astype(np.float64)
-    joint /= joint.sum()
-    pa, pb = joint.sum(axis=1, keepdims=True), joint.sum(axis=0, keepdims=True)
-    nonzero = joint > 0
-    return float((joint[nonzero] * np.log(joint[nonzero] / (pa @ pb)[nonzero])).sum())
-
-
-def _moments(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Centre and covariance of the image's bright half (intensity above its median)."""
-    weight = np.where(image > np.median(image), image - np.median(image), 0.0)
-    if weight.sum() <= 0:
-        weight = np.ones_like(image)
-    grid = np.indices(image.shape).reshape(2, -1).astype(np.float64)
-    w = weight.ravel() / weight.sum()
-    centre = grid @ w
-    spread = (grid - centre[:, None]) * np.sqrt(w)
-    return centre, spread @ spread.T
-
-
-def _matrix(params: np.ndarray) -> np.ndarray:
-    return np.array([[1 + params[0], params[1]], [params[2], 1 + params[3]]])
-
-
-def _offset(params: np.ndarray, centre_fixed: np.ndarray, centre_moving: np.ndarray) -> np.ndarray:
-    """The map's offset: ``params[4:]`` is the shift of the fixed image's centre from the moving one's."""
-    return centre_moving + params[4:] - _matrix(params) @ centre_fixed
-
-
-def _cost(
-    params: np.ndarray,
-    fixed: np.ndarray,
-    moving: np.ndarray,
-    centres: tuple[np.ndarray, np.ndarray],
-    window: tuple[float, float],
-) -> float:
-    """Minus the mutual information of ``fixed`` (quantised) and ``moving`` warped by ``params``."""
-    low, high = window
-    warped = ndimage.affine_transform(
-        moving, _matrix(params), offset=_offset(params, *centres), output_shape=fixed.shape, order=1, cval=low
-    )
-    return -mutual_information(fixed, np.clip(((warped - low) / max(high - low, 1e-6) * 32).astype(int), 0, 31))
-
-
-def register_affine(moving: np.ndarray, fixed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """A 2D affine map ``fixed pixel -> moving pixel`` (``matrix @ p + offset``) maximising mutual information.
-
-    Started from the alignment of the two images' intensity moments (centres, and scales from the covariances),
-    then refined by Powell's method at 1/4 and 1/2 resolution.
-    """
-    (cm, sm), (cf, sf) = _moments(moving), _moments(fixed)
-    scale = np.clip(np.sqrt(np.diag(sm) / np.maximum(np.diag(sf), 1e-6)), 0.5, 2.0)
-    params = np.array([scale[0] - 1, 0.0, 0.0, scale[1] - 1, 0.0, 0.0])
-    for factor in (4, 2):
-        small_fixed = _quantise(ndimage.zoom(fixed, 1 / factor, order=1), 32)
-        small_moving = ndimage.zoom(moving, 1 / factor, order=1)
-        window = tuple(float(v) for v in np.percentile(small_moving, (1, 99)))
-        scaled = params.copy()
-        scaled[4:] /= factor
-        result = optimize.minimize(
-            _cost,
-            scaled,
-            args=(small_fixed, small_moving, (cf / factor, cm / factor), window),
-            method="Powell",
-            options={"xtol": 1e-3, "ftol": 1e-4, "maxiter": 20},
-        )
-        params = result.x.copy()
-        params[4:] *= factor
-    return _matrix(params), _offset(params, cf, cm)
+def matched_baseline(case: Case) -> np.ndarray:
+    """Each guide's mask moved onto the query by the localiser ``propagate-2d`` uses by default (multi-scale NCC
+    template matching of the guide's RoI), no network; several guides vote."""
+    moved = []
+    for image, mask in case.guides:
+        roi, crop = guide_crop(image, mask, 1.5, 128)
+        moved.append(paste_probability(crop[1], match_object(image, mask, case.query), roi, case.query.shape) > 0.5)
+    return vote(moved)
 
 
 def registration_baseline(case: Case) -> np.ndarray:
     warped = []
     for image, mask in case.guides:
-        matrix, offset = register_affine(image, case.query)
+        matrix, offset, _ = register_affine(image, case.query)
         moved = ndimage.affine_transform(
             mask.astype(np.float32), matrix, offset=offset, output_shape=case.query.shape, order=1
         )
@@ -358,19 +308,23 @@ def run_cases(cases: Sequence[Case], network: object) -> list[dict[str, object]]
     rows = []
     for case in cases:
         methods = {
-            "PAM": lambda case=case: propagate_to_images(case.guides, [case.query], network)[0][1],
-            "PAM, query intensity-matched": lambda case=case: propagate_to_images(
-                case.guides, [match_intensities(case.query, case.guides)], network
+            "PAM, localised": lambda case=case: propagate_to_images(case.guides, [case.query], network)[0][1],
+            "PAM, whole image": lambda case=case: propagate_to_images(
+                case.guides, [case.query], network, localise="none"
+            )[0][1],
+            "PAM, whole image, query intensity-matched": lambda case=case: propagate_to_images(
+                case.guides, [match_intensities(case.query, case.guides)], network, localise="none"
             )[0][1],
             "affine registration": lambda case=case: registration_baseline(case),
+            "matched guide mask": lambda case=case: matched_baseline(case),
             "copy": lambda case=case: copy_baseline(case),
         }
         truths = dict.fromkeys(methods, case.truth)
         if len(case.guides) == 1:  # the same network on the guide's own image: what is left without a change
-            methods["PAM, guide as query"] = lambda case=case: propagate_to_images(
-                case.guides, [case.guides[0][0]], network
+            methods["PAM, whole image, guide as query"] = lambda case=case: propagate_to_images(
+                case.guides, [case.guides[0][0]], network, localise="none"
             )[0][1]
-            truths["PAM, guide as query"] = case.guides[0][1]
+            truths["PAM, whole image, guide as query"] = case.guides[0][1]
         for method, predict in methods.items():
             start = time.perf_counter()
             prediction = np.asarray(predict(), dtype=bool)
@@ -389,16 +343,17 @@ def run_cases(cases: Sequence[Case], network: object) -> list[dict[str, object]]
 
 
 def summary_table(rows: Sequence[dict[str, object]]) -> tuple[list[str], list[list[object]]]:
-    """Mean DSC / sensitivity / precision per set, the methods side by side."""
+    """Mean DSC / sensitivity / precision per set and over all cases (last row), the methods side by side."""
     grouped: dict[tuple[str, str], list[dict[str, object]]] = defaultdict(list)
     sets: list[str] = []
     for row in rows:
-        grouped[(str(row["set"]), str(row["method"]))].append(row)
+        for name in (str(row["set"]), ALL):
+            grouped[(name, str(row["method"]))].append(row)
         if row["set"] not in sets:
             sets.append(str(row["set"]))
-    headers = ["set", "cases", *(f"{m}: DSC / sens / prec" for m in METHODS), "PAM empty masks"]
+    headers = ["set", "cases", *(f"{m}: DSC / sens / prec" for m in METHODS), f"{METHODS[0]}: empty masks"]
     table = []
-    for name in sets:
+    for name in [*sets, ALL]:
         line: list[object] = [name, len(grouped[(name, METHODS[0])])]
         for method in METHODS:
             found = grouped.get((name, method))
@@ -406,7 +361,7 @@ def summary_table(rows: Sequence[dict[str, object]]) -> tuple[list[str], list[li
                 [np.mean([float(r[k]) for r in found]) for k in ("dsc", "sensitivity", "precision")] if found else []
             )
             line.append(" / ".join(f"{v:.3f}" for v in means) if found else "-")
-        line.append(sum(bool(r["empty"]) for r in grouped[(name, "PAM")]))
+        line.append(sum(bool(r["empty"]) for r in grouped[(name, METHODS[0])]))
         table.append(line)
     return headers, table
 
@@ -441,17 +396,22 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         cases += generated_cases(FAMILIES[: args.families], args.pairs, args.guides, args.size)
     rows = run_cases(cases, load_network())
     headers, table = summary_table(rows)
-    pam = [float(r["dsc"]) for r in rows if r["method"] == "PAM"]
-    matched = [float(r["dsc"]) for r in rows if r["method"] == METHODS[1]]
+    means = {m: float(np.mean([float(r["dsc"]) for r in rows if r["method"] == m])) for m in METHODS[:-1]}
+    seconds = {m: float(np.mean([float(r["s"]) for r in rows if r["method"] == m])) for m in METHODS[:-1]}
+    pam = means[METHODS[0]]
     text = "\n".join(
         [
             "## Cross-image propagation (`propagate-2d`): mean DSC per set",
             "",
             markdown_table(headers, table),
             "",
-            f"Over all {len(pam)} cases: PAM mean DSC {np.mean(pam):.3f}, intensity-matched {np.mean(matched):.3f} "
-            f'(target >= {TARGET:.2f}). Sens: sensitivity, prec: precision; "guide as query": PAM asked for the '
-            "guide's own mask on the guide's image (1-guide cases; scored against the guide mask).",
+            f"Over all {len(cases)} cases: {METHODS[0]} (`propagate-2d`'s default) mean DSC {pam:.3f}, target >= "
+            f"{TARGET:.2f} {'met' if pam >= TARGET else 'not met'}; "
+            + ", ".join(f"{m} {v:.3f}" for m, v in list(means.items())[1:])
+            + '. Sens: sensitivity, prec: precision; "guide as query": PAM asked for the guide\'s own mask on the '
+            "guide's image (1-guide cases; scored against the guide mask).",
+            "",
+            "Mean seconds per case: " + ", ".join(f"{m} {v:.2f}" for m, v in seconds.items()) + ".",
             "",
             f"Machine: {machine_line(threads)}.",
             "",
@@ -466,7 +426,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text + "\n")
-    return {"rows": rows, "headers": headers, "table": table, "cases": cases, "pam_mean": float(np.mean(pam))}
+    return {"rows": rows, "headers": headers, "table": table, "cases": cases, "pam_mean": pam, "means": means}
 
 
 if __name__ == "__main__":

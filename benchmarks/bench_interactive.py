@@ -8,7 +8,8 @@ gets wrong most). Also the fixed protocol: the largest slice plus the slices hal
 Side by side in one run, on the same objects and slices:
 
 * **PAM** with the bundle's default weights and the default inferer settings (random walker opinion 0.7, beta
-  2000), once per fusion rule of the slices between two guides (``--fusions``);
+  2000, the shape prior between two drawn guides of ``pam_monai.inferers.interpolation`` with weight 0.7), once
+  per fusion rule of the slices between two guides (``--fusions``);
 * **Fill between slices**: 3D Slicer's tool, ITK's ``MorphologicalContourInterpolator`` (no extrapolation beyond
   the outermost slices);
 * **Random walker**: the one-slice baseline's seeds on every annotated slice (beta 130, walked on a grid coarsened

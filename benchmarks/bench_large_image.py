@@ -12,12 +12,14 @@ against the generated truth:
   recall = matched true / true instances, precision = matched predicted / predicted instances.
 
 ``--size`` scales the slide for quick runs (the ellipse count scales with the area, same density);
-``--sweep`` runs several settings (``window:border:guides``, 0 = the default) on one slide and writes one row each.
+``--sweep`` runs several settings (``window:border:guides[:boundary]``, 0 or empty = the default; boundary
+``intensity`` or ``network``) on one slide and writes one row each.
 
 Usage::
 
     python benchmarks/bench_large_image.py --size 2048 --threads 2
     python benchmarks/bench_large_image.py --size 2048 --sweep 0:0:0 256:32:2 --no-write
+    python benchmarks/bench_large_image.py --size 2048 --sweep 0:0:0:network 0:0:0:intensity --no-write
     python benchmarks/bench_large_image.py  # the full 8192 x 8192 slide, written to results/large_image.md
 """
 
@@ -154,10 +156,11 @@ def run_cli(slide: Path, guides: Path, output: Path, threads: int, extra: list[s
 
 
 def setting_arguments(setting: str) -> list[str]:
-    """``window:border:guides`` (0 or empty = default) as CLI arguments."""
-    window, border, guides = ([*setting.split(":"), "", ""])[:3]
+    """``window:border:guides[:boundary]`` (0 or empty = default) as CLI arguments."""
+    window, border, guides, boundary = ([*setting.split(":"), "", "", ""])[:4]
     extra = []
-    for option, value in (("--window", window), ("--border", border), ("--max-guides", guides)):
+    options = (("--window", window), ("--border", border), ("--max-guides", guides), ("--boundary", boundary))
+    for option, value in options:
         if value and value != "0":
             extra += [option, value]
     return extra
@@ -168,7 +171,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=FULL_SIZE, help="slide side in pixels (default 8192)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--sweep", nargs="+", default=["0:0:0"], help="settings window:border:guides (0: default)")
+    parser.add_argument(
+        "--sweep", nargs="+", default=["0:0:0"], help="settings window:border:guides[:boundary] (0: default)"
+    )
     parser.add_argument("--workdir", help="keep the slide and outputs here (default: a temporary folder)")
     parser.add_argument("--output", default=str(RESULTS), help="markdown file to write")
     parser.add_argument("--no-write", action="store_true", help="print the table only")
@@ -188,12 +193,14 @@ def main(argv: list[str] | None = None) -> int:
             load = os.getloadavg()[0]
             run = run_cli(slide, guides, output, threads, extra)
             scores = score(tifffile.imread(output), truth)
-            row = [args.size, count, " ".join(extra) or "defaults", run["window"], run["stride"], run["guides"]]
+            ring = f"{run.get('ring_radius', 0)} / {run.get('ring_weight', 1.0):g}" if run.get("ring_radius") else "-"
+            row = [args.size, count, " ".join(extra) or "defaults", run["window"], run["stride"], run["guides"], ring]
             row += [threads, f"{run['wall']:.1f}", f"{run['cpu']:.1f}", f"{run['peak']:.0f}", f"{load:.1f}"]
             row += [f"{scores['dsc']:.3f}", f"{scores['recall']:.3f}", f"{scores['precision']:.3f}", scores["found"]]
             rows.append(row)
             print(" | ".join(str(v) for v in row), flush=True)
-    headers = ["side px", "ellipses", "options", "window", "stride", "guides", "threads", "wall s", "CPU s"]
+    headers = ["side px", "ellipses", "options", "window", "stride", "guides", "ring r / w", "threads", "wall s"]
+    headers += ["CPU s"]
     headers += ["peak MB", "load avg at start", "pixel DSC", "recall", "precision", "found"]
     table = markdown_table(headers, rows)
     text = f"# {machine_line(threads)}\n\n{table}\n"

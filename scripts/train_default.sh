@@ -10,9 +10,24 @@
 # [$RUN_DIR/export] for model.pt and box2mask.pt, PRETRAINED [bundle/models: continue from the shipped weights;
 # "none" starts from random weights], PROPMASK_SECONDS [330], BOX2MASK_SECONDS [300], PROPMASK_WORKERS [10],
 # BOX2MASK_WORKERS [5], PROPMASK_VOLUMES [1500], BOX2MASK_VOLUMES [1000], PROPMASK_EPOCHS (cosine period) [30],
-# BOX2MASK_EPOCHS [30], BATCH [64], SEED [30000], EXTRA (more bundle arguments, e.g. "--tracking mlflow ...").
+# BOX2MASK_EPOCHS [30], BATCH [64], SEED [30000], CROSS_SHARE [0] (share of cross-image tasks in PropMask's
+# training, train.json's cross_image_share; also `--cross-share SHARE`), EXTRA (more bundle arguments, e.g.
+# "--tracking mlflow ...").
 set -euo pipefail
 cd "$(dirname "$0")/.."
+CROSS_SHARE=${CROSS_SHARE:-0}
+while [ $# -gt 0 ]; do
+    case $1 in
+        --cross-share) CROSS_SHARE=${2:-}; shift $(($# > 1 ? 2 : 1)) ;;
+        --cross-share=*) CROSS_SHARE=${1#*=}; shift ;;
+        *) echo "error: unknown argument '$1' (the only one is --cross-share SHARE; the rest is environment)." >&2
+           exit 2 ;;
+    esac
+done
+if ! awk -v s="$CROSS_SHARE" 'BEGIN { exit !(s ~ /^([0-9]+\.?[0-9]*|\.[0-9]+)$/ && s + 0 <= 1) }'; then
+    echo "error: the cross-image share must be a number in [0, 1], got '$CROSS_SHARE'." >&2
+    exit 2
+fi
 PY=${PY:-python3}
 RUN_DIR=${RUN_DIR:-runs/default}
 EXPORT_DIR=${EXPORT_DIR:-$RUN_DIR/export}
@@ -39,7 +54,8 @@ train() {  # target, seconds, workers, volumes, epochs, seed, batch, export name
 }
 
 train propmask "${PROPMASK_SECONDS:-330}" "${PROPMASK_WORKERS:-10}" "${PROPMASK_VOLUMES:-1500}" \
-    "${PROPMASK_EPOCHS:-30}" "$SEED" "$BATCH" model.pt --tasks_per_volume 8 --learning_rate 3e-4 &
+    "${PROPMASK_EPOCHS:-30}" "$SEED" "$BATCH" model.pt --tasks_per_volume 8 --learning_rate 3e-4 \
+    --cross_image_share "$CROSS_SHARE" &
 propmask=$!
 train box2mask "${BOX2MASK_SECONDS:-300}" "${BOX2MASK_WORKERS:-5}" "${BOX2MASK_VOLUMES:-1000}" \
     "${BOX2MASK_EPOCHS:-30}" "$((SEED + 50000))" "$((BATCH * 2))" box2mask.pt --tasks_per_volume 12 \

@@ -3,9 +3,10 @@
 # Box2Mask, bundle/models) within a time budget, then compare the candidate with the shipped weights on the
 # validation structures (ICBM 2009c, never the atlas test set) and on held-out generated volumes.
 #
-#   OUT=out/device bash scripts/train_on_device.sh 240
+#   OUT=out/device bash scripts/train_on_device.sh 240 [--cross-share 0.25]
 #
-# The argument is the training budget in seconds (wall time). PropMask and Box2Mask train side by side through
+# The argument is the training budget in seconds (wall time); --cross-share SHARE (or CROSS_SHARE) mixes that share
+# of cross-image tasks into PropMask's training (train.json's cross_image_share; default 0: as before). PropMask and Box2Mask train side by side through
 # scripts/train_default.sh and share the machine: PropMask for the whole budget, Box2Mask for BOX2MASK_SHARE of it.
 # Under $OUT [out/device] it writes at most eight files: the candidate model.pt and box2mask.pt, train.log (both
 # training logs), run.log (setup and evaluation), per_object.csv, validation.csv and validation.md (mean DSC,
@@ -22,7 +23,8 @@
 #   WHEELS        a folder of wheels to install from instead of the package registries (a machine without network;
 #                 `bash scripts/train_on_device.sh --fetch-wheels DIR` fills one for Python 3.12 on x86-64 Linux)
 #   BOX2MASK_SHARE [0.9]; VAL_STRUCTURES [all 11]; VAL_AXES [0,1,2]; GENERATED_VOLUMES [8];
-#   GENERATED_OBJECTS [0: all per volume]; and train_default.sh's variables (PROPMASK_VOLUMES, BATCH, ...).
+#   GENERATED_OBJECTS [0: all per volume]; CROSS_PAIRS [24] held-out cross-image scene pairs in the comparison
+#   (one-round propagate-2d, candidate and shipped); and train_default.sh's variables (PROPMASK_VOLUMES, BATCH, ...).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -36,12 +38,25 @@ if [ "${1:-}" = --fetch-wheels ]; then
     exit 0
 fi
 
-budget=${1:?usage: $0 SECONDS (the training budget), or $0 --fetch-wheels DIR}
+budget=
+CROSS_SHARE=${CROSS_SHARE:-0}
+while [ $# -gt 0 ]; do
+    case $1 in
+        --cross-share) CROSS_SHARE=${2:-}; shift $(($# > 1 ? 2 : 1)) ;;
+        --cross-share=*) CROSS_SHARE=${1#*=}; shift ;;
+        *) budget=$1; shift ;;
+    esac
+done
+: "${budget:?usage: $0 SECONDS [--cross-share SHARE] (the training budget), or $0 --fetch-wheels DIR}"
 case $budget in '' | *[!0-9]*)
     echo "error: the budget must be a whole number of seconds, got '$budget'." >&2
     exit 2
     ;;
 esac
+if ! awk -v s="$CROSS_SHARE" 'BEGIN { exit !(s ~ /^([0-9]+\.?[0-9]*|\.[0-9]+)$/ && s + 0 <= 1) }'; then
+    echo "error: the cross-image share must be a number in [0, 1], got '$CROSS_SHARE'." >&2
+    exit 2
+fi
 OUT=${OUT:-out/device}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
@@ -82,10 +97,11 @@ fi
 # -------------------------------------------------------------------------------------------- training
 RUN_DIR=${RUN_DIR:-$(mktemp -d /tmp/pam_device_run.XXXXXX)}
 box2mask_seconds=$("$PY" -c "print(max(1, round($budget * float('${BOX2MASK_SHARE:-0.9}'))))")
-say "training for $budget s (Box2Mask $box2mask_seconds s) from bundle/models into $RUN_DIR"
+say "training for $budget s (Box2Mask $box2mask_seconds s, cross-image share $CROSS_SHARE) from bundle/models into $RUN_DIR"
 status=0
 PY="$PY" RUN_DIR="$RUN_DIR" EXPORT_DIR="$OUT" PRETRAINED=bundle/models PROPMASK_SECONDS="$budget" \
-    BOX2MASK_SECONDS="$box2mask_seconds" bash scripts/train_default.sh 2>> "$LOG" || status=$?
+    BOX2MASK_SECONDS="$box2mask_seconds" CROSS_SHARE="$CROSS_SHARE" bash scripts/train_default.sh 2>> "$LOG" \
+    || status=$?
 for target in propmask box2mask; do
     echo "=== $target ===" && cat "$RUN_DIR/$target.log" 2>/dev/null
 done > "$OUT/train.log"
@@ -99,4 +115,4 @@ say "comparing the candidate with the shipped weights"
 set -o pipefail
 "$PY" -m pam_monai.cli.candidate --candidate-dir "$OUT" --shipped-dir bundle/models --out-dir "$OUT" \
     --structures "${VAL_STRUCTURES:-}" --axes "${VAL_AXES:-0,1,2}" --generated "${GENERATED_VOLUMES:-8}" \
-    --objects-per-volume "${GENERATED_OBJECTS:-0}" 2>> "$LOG" | tee -a "$LOG"
+    --objects-per-volume "${GENERATED_OBJECTS:-0}" --cross-pairs "${CROSS_PAIRS:-24}" 2>> "$LOG" | tee -a "$LOG"

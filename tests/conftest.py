@@ -53,6 +53,17 @@ class OraclePropMask(nn.Module):
         return self.forward_indexed(guiding_image, guiding_mask, adjacent_images.flatten(0, 1), index)
 
 
+class GuideCopyPropMask(OraclePropMask):
+    """Predicts every query slice as its guide's mask: a network that has learnt nothing but copying, so what the
+    votes of guides of different size (or a prior between them) make of a slice shows alone."""
+
+    def forward_indexed(self, guides, masks, queries, index):  # noqa: ANN001, ANN201
+        self.calls.append(len(queries))
+        fg = (masks[index] > 0.5).float() * 20 - 10
+        logits = torch.cat((-fg, fg), dim=1)
+        return [logits, logits[..., ::2, ::2], logits[..., ::4, ::4]]
+
+
 def ellipsoid(
     shape: tuple[int, int, int], centre: tuple[float, float, float], radii: tuple[float, float, float]
 ) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""Every ``monai.bundle`` and ``pam-monai`` command shown in README.md and bundle/docs/README.md, run verbatim.
+"""Every ``monai.bundle``, ``pam-monai`` and ``python -m pam_monai`` command shown in README.md and the bundle's
+documents (``bundle/docs/*.md``), run verbatim.
 
 The commands are read from the documents' fenced ``bash`` blocks (continuation lines joined), so a command added to
 either document is found and must either run here or be listed in :data:`SKIPPED` with its reason. They run with
@@ -27,7 +28,7 @@ from PIL import Image
 from pam_monai.data.synthetic import write_synthetic_datalist
 
 ROOT = Path(__file__).resolve().parents[1]
-DOCUMENTS = (ROOT / "README.md", ROOT / "bundle" / "docs" / "README.md")
+DOCUMENTS = (ROOT / "README.md", *sorted((ROOT / "bundle" / "docs").glob("*.md")))
 
 SKIPPED = {
     "bash scripts/quickstart.sh": "sets up the environment itself (CI runs it)",
@@ -43,6 +44,7 @@ SKIPPED = {
     "--dataset_dir runs/atlas": "the full atlas evaluation (17 structures, tens of minutes)",
     "--synthetic_volumes 300": "an hour's fine-tuning of the default weights on 300 generated volumes",
     "scripts/build_map.sh": "installs Docker and builds a MONAI Deploy package in the Deploy environment",
+    "--dataset-dir runs/atlas": "the per-offset diagnostics on the atlas (51 objects x 40 rounds, tens of minutes)",
 }
 """Commands not run here (a distinctive part of the command -> why)."""
 
@@ -57,7 +59,8 @@ STARTED_SECONDS = 90
 
 
 def shown_commands() -> list[tuple[str, str]]:
-    """``(document name, command)`` for each ``monai.bundle`` / ``pam-monai`` line of the documents' bash blocks."""
+    """``(document name, command)`` for each ``monai.bundle`` / ``pam-monai`` / ``python -m pam_monai`` line of the
+    documents' bash blocks."""
     found = []
     for document in DOCUMENTS:
         for block in re.findall(r"```bash\n(.*?)```", document.read_text(), flags=re.S):
@@ -65,7 +68,11 @@ def shown_commands() -> list[tuple[str, str]]:
                 line = " ".join(line.split())
                 if line.startswith("#") or not line:
                     continue
-                if "monai.bundle" in line or re.search(r"(^|[\s;&])(pam-monai|bash \S+\.sh)(\s|$)", line):
+                if (
+                    "monai.bundle" in line
+                    or "python -m pam_monai" in line
+                    or re.search(r"(^|[\s;&])(pam-monai|bash \S+\.sh)(\s|$)", line)
+                ):
                     found.append((document.relative_to(ROOT).as_posix(), line))
     return found
 

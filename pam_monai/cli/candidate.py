@@ -27,7 +27,14 @@ def parse_axes(text: str) -> list[int]:
 
 
 def _compare(args: argparse.Namespace) -> str:
-    from pam_monai.evaluation.candidate import compare_weights, generated_objects, validation_objects, write_outputs
+    from pam_monai.evaluation.candidate import (
+        compare_cross_image,
+        compare_weights,
+        cross_image_pairs,
+        generated_objects,
+        validation_objects,
+        write_outputs,
+    )
 
     structures = [s.strip() for s in args.structures.split(",") if s.strip()] or None
     axes = parse_axes(args.axes)
@@ -43,8 +50,12 @@ def _compare(args: argparse.Namespace) -> str:
         for file in ("model.pt", "box2mask.pt"):
             if not (folder / file).is_file():
                 raise FileNotFoundError(f"{folder / file} does not exist.")
+    if args.cross_pairs < 0:
+        raise ValueError(f"--cross-pairs must be >= 0, got {args.cross_pairs}.")
     rows = compare_weights(weights, sets, {"validation": axes, "generated": (2,)}, device=args.device)
-    note = f"Device {args.device}; validation axes {axes}; {args.generated} generated volumes.\n\n"
+    rows += compare_cross_image(weights, cross_image_pairs(args.cross_pairs), device=args.device)
+    note = f"Device {args.device}; validation axes {axes}; {args.generated} generated volumes"
+    note += f"; {args.cross_pairs} cross-image scene pairs.\n\n" if args.cross_pairs else ".\n\n"
     write_outputs(rows, Path(args.out_dir), note)
     return Path(args.out_dir, "validation.md").read_text().rstrip()  # its last line is the verdict
 
@@ -63,6 +74,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--structures", default="", help="comma-separated validation structures (default: all 11)")
     parser.add_argument("--axes", default="0,1,2", help="prompt axes on the validation set")
     parser.add_argument("--generated", type=int, default=8, help="held-out generated volumes (axis 2)")
+    parser.add_argument(
+        "--cross-pairs", type=int, default=0, help="held-out cross-image scene pairs (one-round propagate-2d)"
+    )
     parser.add_argument("--objects-per-volume", type=int, default=0, help="at most this many objects per volume")
     parser.add_argument("--device", help="where the networks run (default: cuda when available, else cpu)")
     args = parser.parse_args(argv)

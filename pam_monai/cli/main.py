@@ -116,6 +116,16 @@ def _parser() -> argparse.ArgumentParser:
     set2d.add_argument("--images", required=True, help="folder of target images (PNG, JPEG, TIFF, 2D NIfTI)")
     set2d.add_argument("-o", "--output", required=True, help="folder for NAME_mask.png masks and summary.csv")
     set2d.add_argument("--batch-size", type=int, default=16, help="target images per forward pass (default 16)")
+    set2d.add_argument(
+        "--localise",
+        choices=("match", "register", "none"),
+        default="match",
+        help="find each guide's object in every image and segment a crop around it: by template matching (default) "
+        "or affine registration; none: whole images at the network's input size",
+    )
+    set2d.add_argument(
+        "--fusion", choices=("best", "mean"), default="best", help="several guides: the best-placed one's or the mean"
+    )
     large = commands.add_parser("propagate-large", help="label the instances of one large 2D image from examples")
     large.add_argument("image", help="the large image (TIFFs are read tile by tile)")
     large.add_argument("--guides", required=True, help="folder of NAME + NAME_mask image pairs, or an image,mask list")
@@ -124,6 +134,13 @@ def _parser() -> argparse.ArgumentParser:
     large.add_argument("--batch-size", type=int, default=8, help="windows per forward pass (default 8)")
     large.add_argument("--border", type=int, help="pixels weighted down at each window edge (default: from the size)")
     large.add_argument("--max-guides", type=int, default=2, help="annotated instances used as guides (default 2)")
+    large.add_argument(
+        "--boundary",
+        choices=("intensity", "network"),
+        default="intensity",
+        help="intensity: refine object edges with the guides' intensities where that fits the guides better "
+        "(default); network: the network's thresholded probability",
+    )
     for sub in (set2d, large):
         sub.add_argument("--checkpoint", help="PropMask weights (default: the bundle's)")
         sub.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
@@ -322,7 +339,14 @@ def _propagate_2d(args: argparse.Namespace) -> dict:
     guides = load_guides(args.guides)  # bad input fails before the network is loaded
     find_images(args.images)
     rows = propagate_folder(
-        guides, args.images, args.output, _propmask(args), args.batch_size, progress=not args.no_progress
+        guides,
+        args.images,
+        args.output,
+        _propmask(args),
+        args.batch_size,
+        progress=not args.no_progress,
+        localise=args.localise,
+        fusion=args.fusion,
     )
     return {"message": f"wrote {len(rows)} masks and summary.csv to {args.output}"}
 
@@ -348,6 +372,7 @@ def _propagate_large(args: argparse.Namespace) -> dict:
         output=output,
         border=args.border,
         max_guides=args.max_guides,
+        boundary=args.boundary,
         progress=not args.no_progress,
     )
     summary = {"image": str(args.image), **result.summary()}

@@ -10,9 +10,27 @@ from monai.data import CacheDataset, Dataset
 
 from pam_monai.engines.utils import as_bool, check_target, limit_worker_threads
 from pam_monai.errors import TrainingSetupError
+from pam_monai.transforms.cross_tasks import RandCrossImageTaskd, RandMixedTaskd
 from pam_monai.transforms.tasks import RandBox2MaskSampled, RandPropagationTaskd
 
-__all__ = ["TaskDataset", "require_training_volumes", "task_transform", "volume_dataset"]
+__all__ = ["TaskDataset", "check_cross_image_share", "require_training_volumes", "task_transform", "volume_dataset"]
+
+
+def check_cross_image_share(share: Any, target: str = "propmask") -> float:
+    """``share`` as a float in [0, 1]; a positive share only for PropMask.
+
+    Raises:
+        TrainingSetupError: not a number in [0, 1], or positive for Box2Mask.
+    """
+    try:
+        value = float(share)
+    except (TypeError, ValueError):
+        value = float("nan")
+    if not 0.0 <= value <= 1.0:
+        raise TrainingSetupError(f"cross_image_share must be a number in [0, 1], got {share!r}.")
+    if value > 0.0 and check_target(target) != "propmask":
+        raise TrainingSetupError(f"cross_image_share applies to PropMask training only, got {share!r} for {target}.")
+    return value
 
 
 def task_transform(
@@ -23,13 +41,28 @@ def task_transform(
     thickness_mm: float = 20.0,
     min_pixels: int = 100,
     axes: Sequence[int] = (0, 1, 2),
-) -> RandPropagationTaskd | RandBox2MaskSampled:
+    cross_image_share: float = 0.0,
+) -> RandPropagationTaskd | RandBox2MaskSampled | RandMixedTaskd:
     """The task sampler of ``target``.
 
     ``augment=False`` gives validation tasks as at inference: crop ratio 1.5 (PropMask), box scale U(1.0, 1.25)
-    (Box2Mask), no flips, rotation or intensity changes.
+    (Box2Mask), no flips, rotation or intensity changes. ``cross_image_share > 0`` (PropMask only) mixes in
+    cross-image tasks (:class:`~pam_monai.transforms.cross_tasks.RandCrossImageTaskd`, ``num_queries`` scenes of
+    side ``size``) at that share; ``0`` returns the slice-to-slice sampler itself, unchanged.
+
+    Raises:
+        TrainingSetupError: an unknown target, or a bad ``cross_image_share`` (:func:`check_cross_image_share`).
     """
-    if check_target(target) == "propmask":
+    share = check_cross_image_share(cross_image_share, target)
+    if share > 0.0:
+        return RandMixedTaskd(
+            tasks=task_transform(target, size, augment, num_queries, thickness_mm, min_pixels, axes),
+            cross=RandCrossImageTaskd(
+                num_queries=num_queries, size=size, crop_scale=(1.0, 2.0) if augment else (1.5, 1.5)
+            ),
+            cross_share=share,
+        )
+    if target == "propmask":
         return RandPropagationTaskd(
             num_queries=num_queries,
             thickness_mm=thickness_mm,

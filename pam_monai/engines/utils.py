@@ -46,8 +46,16 @@ def limit_worker_threads(worker_id: int = 0) -> None:
 
     A worker inherits its parent's thread pools; numpy's BLAS would start as many threads as there are cores in
     every worker, and on a 16-core machine 15 workers x 16 threads made volume generation 15 times slower.
+
+    In a worker it also seeds the dataset's random transforms from the worker's torch seed, as MONAI's default
+    ``worker_init_fn`` does (this function replaces it): otherwise every worker would copy the parent's random
+    state and draw the same random numbers as the others, again in every epoch.
     """
+    from monai.data.utils import set_rnd
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(1)
     torch.set_num_threads(1)
+    info = torch.utils.data.get_worker_info()
+    if info is not None:
+        set_rnd(info.dataset, seed=info.seed)

@@ -7,7 +7,10 @@ settings (the bundle's defaults), on two sets:
   table does **not** evaluate (3rd and 4th ventricle, corpus callosum, accumbens, cerebellar white matter, inferior
   lateral ventricles, ventral DC); the atlas test set (MNI152, :data:`~pam_monai.data.atlas.SUBCORTICAL_STRUCTURES`)
   is never touched, so choosing weights here does not tune on it;
-* ``generated``: held-out generated volumes (seeds far from any training run's).
+* ``generated``: held-out generated volumes (seeds far from any training run's);
+* ``cross-image`` (optional, PropMask only): held-out generated scene pairs
+  (:func:`~pam_monai.data.synthetic.pairs.generate_scene_pair`), the guide scene's mask propagated in one round to
+  the query scene as ``propagate-2d`` does (whole images, the guide's intensity window).
 
 Every object is prompted on its largest-area slice with its mask and with its tight box
 (:func:`~pam_monai.evaluation.objects.object_prompt`, as in the bundle's evaluation). The candidate is better when
@@ -36,9 +39,12 @@ from pam_monai.inferers.propagation import PropagationInferer
 from pam_monai.networks.checkpoint import build_network_from_checkpoint
 
 __all__ = [
+    "CROSS_IMAGE_SEED",
     "GENERATED_SEED",
     "VALIDATION_STRUCTURES",
+    "compare_cross_image",
     "compare_weights",
+    "cross_image_pairs",
     "generated_objects",
     "overlap_scores",
     "summarise",
@@ -56,6 +62,9 @@ VALIDATION_STRUCTURES = (
 
 GENERATED_SEED = 900_000
 """First seed of the held-out generated volumes (training runs use seeds below 200,000)."""
+
+CROSS_IMAGE_SEED = 950_000
+"""First seed of the held-out cross-image scene pairs (training draws its pair seeds from a random state)."""
 
 INFERENCE = {"walker_weight": 0.7, "walker_weight_box": 0.8, "walker_beta": 2000.0}
 """The bundle's default inference settings (``inference.json`` / ``evaluate.json``)."""
@@ -102,6 +111,45 @@ def generated_objects(
         image = MetaTensor(torch.as_tensor(volume.image), affine=torch.as_tensor(affine))
         values = sorted(set(np.unique(volume.label).tolist()) - {0})[: max_objects if max_objects > 0 else None]
         yield f"generated_{seed + index}", image, {f"{seed + index}:{v}": volume.label == v for v in values}
+
+
+def cross_image_pairs(count: int, seed: int = CROSS_IMAGE_SEED, size: int = 128) -> list[Any]:
+    """``count`` held-out scene pairs of one guide and one query scene each (pair ``i`` from seed ``seed + i``)."""
+    from pam_monai.data.synthetic.pairs import generate_scene_pair
+
+    return [generate_scene_pair(seed + index, size, 1) for index in range(int(count))]
+
+
+def compare_cross_image(
+    weights: dict[str, Path], pairs: Sequence[Any], device: str | torch.device = "cpu"
+) -> list[dict[str, Any]]:
+    """One-round propagation from each pair's guide scene to its query scene with every PropMask; one row per pair.
+
+    Args:
+        weights: name -> folder holding ``model.pt``.
+        pairs: :class:`~pam_monai.data.synthetic.pairs.ScenePair` (the first query of each is used).
+        device: where the networks run.
+
+    Returns:
+        rows as :func:`compare_weights` gives them, with ``set = "cross-image"``, ``variant = "mask"``, ``axis = -1``.
+    """
+    from pam_monai.images2d.set2d import propagate_to_images
+
+    rows = []
+    for weights_name, folder in weights.items():
+        network = build_network_from_checkpoint(Path(folder) / "model.pt", kind="propmask").to(device).eval()
+        for index, pair in enumerate(pairs):
+            start = time.perf_counter()
+            with torch.inference_mode():
+                [(_, mask)] = propagate_to_images(
+                    [(pair.guide_image, pair.guide_mask)], [pair.query_images[0]], network
+                )
+            rows.append({
+                "weights": weights_name, "set": "cross-image", "volume": f"pair_{index}", "object": pair.family,
+                "axis": -1, "variant": "mask", **overlap_scores(mask, pair.query_masks[0]),
+                "seconds": time.perf_counter() - start,
+            })  # fmt: skip
+    return rows
 
 
 def overlap_scores(prediction: np.ndarray, truth: np.ndarray) -> dict[str, float]:

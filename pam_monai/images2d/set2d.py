@@ -1,6 +1,10 @@
 """Propagation across a set of 2D images: a few annotated examples guide the segmentation of many others.
 
-Every target image is a query slice and every annotated example a guiding slice of PropMask; a target's
+By default (:func:`localised_targets`) each guide's object is first found in every target
+(:mod:`pam_monai.images2d.localise`), guide and target are cut around it as the 3D propagation's regions of
+interest are (1.5 x the guide mask's box, the target resampled into the guide's frame), each is windowed on its
+own, and the probability is pasted back. The whole-image path (``localise="none"``) shows PropMask whole images:
+every target image is a query slice and every annotated example a guiding slice of PropMask; a target's
 foreground probability is the average over all guides and all deep-supervision heads. PropMask's image encoder
 does not depend on the guide, so each query is encoded once and the guides (encoded once, :func:`encode_guides`)
 are paired with its features only in the cross-attention and the decoder. The intensity window
@@ -19,6 +23,17 @@ import torch.nn.functional as F
 
 from pam_monai.errors import Propagate2DError
 from pam_monai.images2d.io import binary_mask2d, to_grey
+from pam_monai.images2d.localise import (
+    FUSIONS,
+    LOCALISERS,
+    QUERY_WINDOWS,
+    correlation,
+    guide_crop,
+    paste_probability,
+    place,
+    query_crop,
+    query_window,
+)
 from pam_monai.inferers.box2mask import foreground_probability
 from pam_monai.inferers.propagation_parts import network_device, network_input_size
 from pam_monai.transforms.intensity import apply_window, guided_window
@@ -30,6 +45,7 @@ __all__ = [
     "check_guides",
     "encode_guides",
     "guided_probability",
+    "localised_targets",
     "network_input_size",
     "pad_square",
     "pooled_guide_window",
@@ -267,11 +283,84 @@ def predict_targets(
     return results
 
 
+@torch.inference_mode()
+def localised_targets(
+    network: torch.nn.Module,
+    guides: Sequence[tuple[np.ndarray, np.ndarray]],
+    targets: Sequence[np.ndarray],
+    localise: str = "match",
+    fusion: str = "best",
+    roi_scale: float = 1.5,
+    window_kind: str = "mask",
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Each guide's object found in every grey target, PropMask run on RoI crops, probabilities pasted back.
+
+    Per guide: its RoI (``roi_scale`` x the mask's bounding box, square) at the network's input size, windowed
+    with the 0.5 / 99.5 percentiles of its own foreground (PAM paper). Per target and guide: the map
+    ``guide -> target`` (:func:`pam_monai.images2d.localise.place`), the target resampled onto the guide's RoI
+    grid through it and windowed on its own (``window_kind``, :data:`QUERY_WINDOWS`); the pairs go through
+    PropMask in one forward and each probability is mapped back to the target's pixels.
+
+    Args:
+        network: a PropMask network (``forward_indexed``, ``input_size``), in eval mode.
+        guides: checked ``(image, mask)`` pairs (:func:`check_guides`).
+        targets: grey 2D images of any sizes.
+        localise: ``"match"`` or ``"register"`` (:data:`pam_monai.images2d.localise.LOCALISERS`).
+        fusion: the ``"best"`` guide's probability (its RoI correlates best with the target resampled into it;
+            only that pair is run), or the ``"mean"`` of all guides'.
+        roi_scale: RoI side relative to the guide mask's bounding box (the 3D propagation's default 1.5).
+        window_kind: the target crop's window, :data:`QUERY_WINDOWS`.
+
+    Returns:
+        per target ``(probability float32 (H, W), mask bool (H, W))``.
+    """
+    if localise not in LOCALISERS[:-1]:
+        raise Propagate2DError(f"unknown localiser {localise!r}: expected one of {', '.join(LOCALISERS[:-1])}.")
+    if fusion not in FUSIONS:
+        raise Propagate2DError(f"unknown fusion {fusion!r}: expected one of {', '.join(FUSIONS)}.")
+    if window_kind not in QUERY_WINDOWS:
+        raise Propagate2DError(f"unknown query window {window_kind!r}: expected one of {', '.join(QUERY_WINDOWS)}.")
+    if roi_scale < 1.0:
+        raise Propagate2DError(f"the RoI must hold the guide's object: roi_scale >= 1, got {roi_scale}.")
+    size, device = network_input_size(network), network_device(network)
+    rois, crops = zip(*(guide_crop(image, mask, roi_scale, size) for image, mask in guides))
+    windows = [guided_window(torch.from_numpy(image), torch.from_numpy(mask)) for image, mask in guides]
+    guide_images = torch.stack([apply_window(torch.from_numpy(c[0]), *w) for c, w in zip(crops, windows)])
+    guide_images = guide_images[:, None].to(device)
+    guide_masks = torch.from_numpy(np.stack([c[1] for c in crops]))[:, None].float().to(device)
+    results = []
+    for target in targets:
+        placements = [place(image, mask, target, localise, roi_scale) for image, mask in guides]
+        raw = [query_crop(target, p, roi, size) for p, roi in zip(placements, rois)]
+        chosen = list(range(len(guides)))
+        if fusion == "best":
+            chosen = [int(np.argmax([correlation(q, c[0]) for q, c in zip(raw, crops)]))]
+        queries = torch.stack(
+            [
+                apply_window(torch.from_numpy(raw[k]), *query_window(raw[k], *crops[k], windows[k], window_kind))
+                for k in chosen
+            ]  # fmt: skip
+        )
+        index = torch.tensor(chosen, device=device)
+        probability = foreground_probability(
+            network.forward_indexed(guide_images, guide_masks, queries[:, None].to(device), index), size
+        )
+        pasted = [
+            paste_probability(p, placements[k], rois[k], target.shape)
+            for p, k in zip(probability.float().cpu().numpy(), chosen)
+        ]
+        full = np.mean(pasted, axis=0).astype(np.float32)
+        results.append((full, full > 0.5))
+    return results
+
+
 def propagate_to_images(
     guides: Sequence[tuple[np.ndarray | torch.Tensor, np.ndarray | torch.Tensor]],
     targets: Sequence[np.ndarray | torch.Tensor],
     network: torch.nn.Module,
     batch_size: int = 16,
+    localise: str = "match",
+    fusion: str = "best",
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """Segment every target image with every annotated guide as PropMask's guiding slice.
 
@@ -280,7 +369,13 @@ def propagate_to_images(
             nonzero marking the object.
         targets: 2D (or RGB) images of any sizes.
         network: a PropMask network (anything with ``forward_indexed`` and ``input_size``), in eval mode.
-        batch_size: targets per forward pass (each forward runs ``batch_size x len(guides)`` queries).
+        batch_size: targets per forward pass on the whole-image path (each forward runs ``batch_size x
+            len(guides)`` queries); the localised path runs one forward per target.
+        localise: ``"register"`` / ``"match"``: find each guide's object in every target and run on RoI crops
+            (:func:`localised_targets`); ``"none"``: whole images at the network's input size, every target in
+            the guides' pooled intensity window.
+        fusion: how the localised path combines several guides (``"mean"`` or ``"best"``); the whole-image path
+            always averages.
 
     Returns:
         per target ``(probability, mask)``: float32 foreground probability and boolean mask (``> 0.5``), both of
@@ -288,12 +383,17 @@ def propagate_to_images(
 
     Raises:
         Propagate2DError: no guides, a guide whose mask is empty or differs in size from its image, a target that
-            is not a 2D image.
+            is not a 2D image, an unknown localiser or fusion.
     """
     if batch_size < 1:
         raise Propagate2DError(f"batch_size must be at least 1, got {batch_size}.")
-    batch = prepare_guides(check_guides(guides), network_input_size(network), device=network_device(network))
+    if localise not in LOCALISERS:
+        raise Propagate2DError(f"unknown localiser {localise!r}: expected one of {', '.join(LOCALISERS)}.")
+    checked = check_guides(guides)
     grey = [to_grey(t, f"target {i}") for i, t in enumerate(targets)]
+    if localise != "none":
+        return localised_targets(network, checked, grey, localise, fusion)
+    batch = prepare_guides(checked, network_input_size(network), device=network_device(network))
     results: list[tuple[np.ndarray, np.ndarray]] = []
     for start in range(0, len(grey), batch_size):
         results.extend(predict_targets(network, batch, grey[start : start + batch_size]))

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from pam_monai.inferers.interpolation import fuse_interpolation
 from pam_monai.inferers.propagation_parts import Region, lazy_zeros
 from pam_monai.inferers.random_walker import WalkerRegion, extent, prompt_planes, random_walker_probability
 from pam_monai.prompts.core import MaskPrompt
@@ -77,9 +78,13 @@ def finalise_labels(
     touched: Region | None = None,
     walker: dict[int, WalkerOpinion] | None = None,
     keep_connected: bool = True,
+    interpolation: tuple[float, float] = (0.0, 1.0),
+    outer_guides: list[MaskPrompt] | None = None,
 ) -> torch.Tensor:
-    """Average the votes (and the walker's opinions), threshold, keep (``keep_connected``) the components
-    touching the prompts.
+    """Average the votes (and the walker's opinions), mix in the shape prior between drawn guides
+    (``interpolation``: weight and softness, see :func:`~pam_monai.inferers.interpolation.fuse_interpolation`),
+    threshold, keep (``keep_connected``) the components touching the prompts. ``outer_guides``: drawn guides
+    beyond the volume (of which it is a block) that only the prior uses.
 
     ``(D, H, W)`` -> input axes. Only the block of slices with votes and of the ``touched`` rows / columns (and
     the walker's regions) can be nonzero: the work is done on that block and the rest of the output is 0 (the
@@ -112,6 +117,10 @@ def finalise_labels(
         kept = mean[o, prompt_slices].clone()
         mean[o] = (1.0 - opinion.weight) * mean[o] + opinion.weight * walked
         mean[o, prompt_slices] = kept
+    if interpolation[0] > 0:
+        for lab, o in obj_of.items():
+            own = [s for s in [*seeds, *(outer_guides or [])] if s.label == lab]
+            fuse_interpolation(mean[o], own, (d0, r0, c0), *interpolation)
     for lab, (first, last, box) in limits.items():
         o = obj_of[lab]
         mean[o, : max(first - d0, 0)] = 0

@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from pam_monai.data.io import ImageError
 from pam_monai.errors import InferenceSettingError
 from pam_monai.inferers.box2masker import Box2Masker, foreground_probability
+from pam_monai.inferers.interpolation import check_interpolation
 from pam_monai.inferers.propagation_finalise import finalise_labels, walker_opinions
 from pam_monai.inferers.propagation_parts import (
     PropagationResult,
@@ -39,7 +40,7 @@ from pam_monai.inferers.propagation_parts import (
     voxel_spacing,
 )
 from pam_monai.inferers.propagation_seeds import front_limits, prompt_seeds
-from pam_monai.prompts.core import PromptError, plane_axes
+from pam_monai.prompts.core import MaskPrompt, PromptError, plane_axes
 from pam_monai.transforms.functional import RoIWindow, apply_window, crop_resize, guided_window, square_roi
 
 __all__ = ["FUSION_RULES", "InferenceSettingError", "PropagationResult", "Propagator", "neighbourhood_size"]
@@ -51,10 +52,7 @@ FUSION_RULES = ("distance", "mean")
 @dataclass
 class _Front:
     """One direction of one object: the guide slice, its mask, the direction and the last slice it may reach.
-
-    ``origin`` is the prompt slice the front started from; a ``weighted`` front (heading for another guide, with
-    ``fusion="distance"``) votes with weight ``1 / |slice - origin|``, others with weight 1.
-    """
+    A ``weighted`` front (heading for another guide, ``fusion="distance"``) votes ``1 / |slice - origin|``."""
 
     obj: int
     index: int
@@ -103,6 +101,10 @@ class Propagator:
             outside the box (``None``: ``walker_weight``).
         walker_beta: the walker's edge weight on intensities scaled to [0, 1]: larger stops it at fainter edges.
         walker_max_voxels: larger walker regions are walked on a coarser grid (whole-factor block means).
+        interpolation_weight: weight of a shape prior on the slices between two drawn guides of an object (their
+            signed distance maps interpolated, :mod:`~pam_monai.inferers.interpolation`) against the votes (and
+            walker); ``0``: none. One-slice prompts and slices beyond the outermost guides are unaffected.
+        interpolation_softness: the prior's outline softness (pixels).
 
     ``inferer(inputs, network, box2mask_network=None, mask_prompt=..., box=..., slice_index=..., boxes=...,
     box3d=..., axis=2, spacing=None)`` with ``inputs`` ``(1, X, Y, Z)`` or ``(X, Y, Z)`` returns a
@@ -135,11 +137,14 @@ class Propagator:
         walker_beta: float = 130.0,
         walker_max_voxels: int = 262_144,
         fusion: str = "distance",
+        interpolation_weight: float = 0.7,
+        interpolation_softness: float = 1.0,
     ) -> None:
         super().__init__()
         if fusion not in FUSION_RULES:
             raise InferenceSettingError(f"fusion must be one of {', '.join(FUSION_RULES)}, got {fusion!r}.")
         self.fusion = fusion
+        self.interpolation = check_interpolation(interpolation_weight, interpolation_softness)
         if not thickness_mm > 0:
             raise InferenceSettingError(f"thickness_mm must be positive, got {thickness_mm}.")
         self.thickness_mm = thickness_mm
@@ -192,6 +197,7 @@ class Propagator:
         spacing: Sequence[float] | None = None,
         label: int = 1,
         thickness_mm: float | None = None,
+        outer_guides: Sequence[MaskPrompt] = (),
     ) -> PropagationResult:
         """Segment the prompted object(s); see the class docstring for the arguments.
 
@@ -200,7 +206,9 @@ class Propagator:
         ``[(box, slice_index), ...]``; inclusive ``(r0, c0, r1, c1)`` in the slice plane, all for ``label``) or
         ``box3d`` alone (inclusive ``(i0, j0, k0, i1, j1, k1)``); masks and 2D boxes may be mixed. Boxes need
         ``box2mask_network``. Every guide keeps its mask; slices between two guides of an object are predicted from
-        both and fused (``fusion``).
+        both and fused (``fusion``), and with the shape prior between drawn guides (``interpolation_weight``).
+        ``outer_guides``: drawn guides beyond the image (a block of a larger one; slice indices relative to it):
+        only the shape prior uses them, for the slices between them and the prompt's guides.
         """
         box2mask_network = box2mask_network if box2mask_network is not None else self.box2mask_network
         volume = volume_3d(inputs)
@@ -271,6 +279,8 @@ class Propagator:
                 _Front(o, seed.slice_index, seed.mask, -1, lower, seed.slice_index, weighted and below),
                 _Front(o, seed.slice_index, seed.mask, 1, upper, seed.slice_index, weighted and above),
             ]
+        for guide in outer_guides:  # the prior's distance maps need every guide inside the worked block
+            touched.add_mask(guide.mask.to(device))
 
         bar = tqdm(desc="propagating", unit="slice", disable=not self.progress, leave=False)
         while fronts := [f for f in fronts if f.index != f.limit]:
@@ -294,8 +304,9 @@ class Propagator:
             )
         with timer("paste_back"):
             labels_out = finalise_labels(
-                prob_sum, votes, seeds, obj_of, labels, limits, axis, touched, walker, self.keep_connected
-            )
+                prob_sum, votes, seeds, obj_of, labels, limits, axis, touched, walker, self.keep_connected,
+                self.interpolation, [*outer_guides],
+            )  # fmt: skip
             result.labels = labels_out.cpu()
         return result
 

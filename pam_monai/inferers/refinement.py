@@ -30,6 +30,7 @@ import torch
 from pam_monai.errors import PromptError
 from pam_monai.inferers.propagation_parts import neighbourhood_size
 from pam_monai.inferers.propagator import Propagator
+from pam_monai.prompts.core import MaskPrompt
 
 __all__ = [
     "AGREE_DICE",
@@ -109,7 +110,10 @@ def _propagate_block(
     axis: int,
 ) -> tuple[torch.Tensor, int]:
     """``(last - first + 1, H, W)`` masks of slices ``first..last`` of ``vol`` (axis first) propagated from the
-    non-empty ``guides`` inside the block (empty when there are none), and the predictions made."""
+    non-empty ``guides`` inside the block (empty when there are none), and the predictions made.
+
+    The nearest guide on each side outside the block goes with it as an outer guide: the shape prior between
+    guides (``interpolation_weight``) then treats the block's slices as a whole recomputation would."""
     block = torch.zeros((last - first + 1, *vol.shape[1:]), dtype=torch.bool)
     inside = {k: m for k, m in guides.items() if first <= k <= last and bool(m.any())}
     for k, m in inside.items():
@@ -123,7 +127,13 @@ def _propagate_block(
         prompt[k - first] = m.to(torch.int16)
     # The block in the image's axis order, so spacing and axis mean what they mean for the whole image.
     crop = vol[first : last + 1].movedim(0, axis)
-    result = inferer.propagate(crop, network, mask_prompt=prompt.movedim(0, axis), axis=axis, spacing=spacing)
+    below, above = [k for k in guides if k < first], [k for k in guides if k > last]
+    outer = [
+        MaskPrompt(k - first, guides[k]) for k in (max(below, default=None), min(above, default=None)) if k is not None
+    ]
+    result = inferer.propagate(
+        crop, network, mask_prompt=prompt.movedim(0, axis), axis=axis, spacing=spacing, outer_guides=outer
+    )
     return result.labels.movedim(axis, 0) > 0, result.slices_predicted
 
 

@@ -1,5 +1,6 @@
-"""The cross-image benchmark on one atlas structure and one generated pair: table shape, scores in [0, 1], the copy
-baseline against a DSC computed here, the atlas slices' world correspondence and the registration baseline."""
+"""The cross-image benchmark on one atlas structure and one generated pair: table shape (per set and over all
+cases), scores in [0, 1], the copy baseline against a DSC computed here, the atlas slices' world correspondence and
+the registration and template-matching baselines."""
 
 from __future__ import annotations
 
@@ -28,8 +29,11 @@ def test_tiny_run_gives_a_full_table_of_scores_in_range(bench_cross_image, tmp_p
     )
     methods = bench_cross_image.METHODS
     assert result["headers"][:2] == ["set", "cases"] and len(result["headers"]) == 2 + len(methods) + 1
-    assert [row[0] for row in result["table"]] == ["atlas axis 2, 1 guide", "generated, 1 guide"]
-    assert all(row[1] == 1 for row in result["table"])
+    assert [row[0] for row in result["table"]] == ["atlas axis 2, 1 guide", "generated, 1 guide", "all cases"]
+    assert [row[1] for row in result["table"]] == [1, 1, 2]
+    for method in methods[:-1]:  # the overall row is the mean over both cases
+        dsc = [r["dsc"] for r in result["rows"] if r["method"] == method]
+        assert result["means"][method] == pytest.approx(np.mean(dsc))
     rows = result["rows"]
     assert len(rows) == 2 * len(methods)  # one guide: every method, "guide as query" included, on both cases
     for row in rows:
@@ -41,6 +45,7 @@ def test_tiny_run_gives_a_full_table_of_scores_in_range(bench_cross_image, tmp_p
     text = out.read_text()
     assert text == capsys.readouterr().out
     assert "| atlas axis 2, 1 guide | 1 |" in text and "Machine: " in text and "target >= 0.80" in text
+    assert "PAM, localised" in result["headers"][2] and "| all cases | 2 |" in text
 
 
 def test_atlas_query_slice_is_the_guide_slice_in_world_coordinates(bench_cross_image) -> None:  # noqa: ANN001
@@ -65,3 +70,4 @@ def test_registration_recovers_a_shift_and_a_zoom(bench_cross_image) -> None:  #
     case = bench_cross_image.Case("test", "shift", [(image, mask)], query * 50 + 7, truth)
     assert bench_cross_image.scores(bench_cross_image.registration_baseline(case), truth)["dsc"] > 0.9
     assert bench_cross_image.scores(bench_cross_image.copy_baseline(case), truth)["dsc"] < 0.8
+    assert bench_cross_image.scores(bench_cross_image.matched_baseline(case), truth)["dsc"] > 0.85

@@ -118,6 +118,7 @@ def test_inference_section_stops_on_a_slicer_roi_outside_the_image(case: dict[st
         (("--walker_weight", "1.5"), "walker_weight must be in [0, 1], got 1.5."),
         (("--walker_weight_box", "-0.1"), "walker_weight_box must be in [0, 1], got -0.1."),
         (("--walker_beta", "0"), "walker_beta must be positive, got 0"),
+        (("--interpolation_weight", "2"), "interpolation_weight must be in [0, 1], got 2"),
         (("--thickness_mm", "-2"), "thickness_mm must be positive, got -2"),
         (("--ckpt_path", "/nonexistent/model.pt"), "checkpoint file not found: '/nonexistent/model.pt'"),
         (("--box2mask_ckpt_path", "/nonexistent/b2m.pt"), "checkpoint file not found: '/nonexistent/b2m.pt'"),

@@ -147,3 +147,30 @@ def test_bad_datalist_fails_at_start_with_one_line(dataset, tmp_path) -> None:
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("error: ") and "synth_0000.nii.gz" in last and "empty" in last
     assert not (tmp_path / "ckpt").exists()  # nothing was trained
+
+
+def test_cross_image_tasks_mix_into_propmask_training(tmp_path) -> None:
+    log = check(
+        run_training(
+            "--use_synthetic", "true", "--synthetic_volumes", "1", "--synthetic_validation_volumes", "0",
+            "--synthetic_shape", "[48,48,48]", "--tasks_per_volume", "4", "--cross_image_share", "0.25",
+            "--ckpt_dir", str(tmp_path / "ckpt"), "--export_path", str(tmp_path / "model.pt"),
+        )
+    )  # fmt: skip
+    assert "tasks/s" in log
+    assert (tmp_path / "ckpt" / "checkpoint_final_iteration=2.pt").is_file()
+    assert isinstance(build_network_from_checkpoint(tmp_path / "model.pt"), PropMaskNet)
+
+
+@pytest.mark.parametrize(
+    "args", [("--cross_image_share", "1.5"), ("--target", "box2mask", "--cross_image_share", "0.25")]
+)
+def test_bad_cross_image_share_fails_at_start_with_one_line(tmp_path, args) -> None:
+    result = run_training(
+        "--use_synthetic", "true", "--synthetic_volumes", "1", "--synthetic_validation_volumes", "0",
+        "--synthetic_shape", "[32,32,32]", *args, "--ckpt_dir", str(tmp_path / "ckpt"), timeout=120,
+    )  # fmt: skip
+    assert result.returncode != 0
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and "cross_image_share" in last and args[-1] in last
+    assert not (tmp_path / "ckpt").exists()

@@ -27,6 +27,7 @@ def test_axes_accept_commas_and_spaces() -> None:
         (["--structures", "Brain-Stem"], "structure 'Brain-Stem' is in the atlas test set"),
         (["--structures", "Nose"], "structure 'Nose' is no validation one"),
         ([], "model.pt does not exist."),
+        (["--cross-pairs", "-1"], "--cross-pairs must be >= 0, got -1."),
     ],
 )
 def test_bad_requests_are_one_line_and_write_nothing(tmp_path: Path, capsys, flags: list[str], message: str) -> None:  # noqa: ANN001

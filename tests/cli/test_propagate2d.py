@@ -39,6 +39,8 @@ TARGETS = [
     ("d_rgb", ".png", (96, 120), [(50, 60)], [29]),
 ]
 
+CENTRES = {name: list(zip(centres, radii)) for name, _, _, centres, radii in TARGETS}
+
 
 def discs(shape: tuple[int, int], centres, radii) -> np.ndarray:  # noqa: ANN001
     """Instance labels 1..n of filled discs."""
@@ -102,8 +104,8 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 
 def test_set_propagation_through_files(data: dict, tmp_path: Path) -> None:
-    out = tmp_path / "masks"
-    rows = propagate_folder(data["guides"], data["images"], out, OraclePropMask(), batch_size=3)
+    out = tmp_path / "masks"  # whole images: every disc of a target, also both of "b"
+    rows = propagate_folder(data["guides"], data["images"], out, OraclePropMask(), batch_size=3, localise="none")
     assert [r["image"] for r in rows] == sorted(f"{n}{s}" for n, s, *_ in TARGETS)
     for name, truth in data["truth"].items():
         mask = np.asarray(Image.open(out / f"{name}_mask.png"))
@@ -117,6 +119,22 @@ def test_set_propagation_through_files(data: dict, tmp_path: Path) -> None:
         assert int(row["area_px"]) == int((np.asarray(Image.open(out / f"{name}_mask.png")) > 0).sum())
         assert 0.5 < float(row["mean_confidence"]) <= 1.0
     assert sorted(p.name for p in out.iterdir()) == sorted([f"{n}_mask.png" for n, *_ in TARGETS] + ["summary.csv"])
+
+
+@pytest.mark.parametrize(("localise", "fusion"), [("match", "best"), ("register", "mean")])
+def test_localised_propagation_finds_the_object(data: dict, tmp_path: Path, localise: str, fusion: str) -> None:
+    """The default localises each guide's object: one disc per target (of "b"'s two, the one matched)."""
+    out = tmp_path / "masks"
+    propagate_folder(data["guides"], data["images"], out, OraclePropMask(), localise=localise, fusion=fusion)
+    for name, truth in data["truth"].items():
+        mask = np.asarray(Image.open(out / f"{name}_mask.png")) > 0
+        found = [dice(mask, part) for part in (truth, *(discs(truth.shape, [c], [r]) > 0 for c, r in CENTRES[name]))]
+        assert max(found) > 0.9, (name, found)
+    with pytest.raises(Propagate2DError, match="unknown localiser 'nearest'"):
+        propagate_folder(data["guides"], data["images"], tmp_path / "x", OraclePropMask(), localise="nearest")
+    with pytest.raises(Propagate2DError, match="unknown fusion 'max'"):
+        propagate_folder(data["guides"], data["images"], tmp_path / "x", OraclePropMask(), fusion="max")
+    assert not (tmp_path / "x").exists()
 
 
 def test_guide_list_file_matches_folder(data: dict, tmp_path: Path) -> None:
@@ -149,8 +167,8 @@ def test_batching_is_consistent() -> None:
         targets.append(render(truth, seed=100 + i))
         truths.append(truth > 0)
     one, eight = OraclePropMask(), OraclePropMask()
-    single = propagate_to_images(guides, targets, one, batch_size=1)
-    batched = propagate_to_images(guides, targets, eight, batch_size=8)
+    single = propagate_to_images(guides, targets, one, batch_size=1, localise="none")
+    batched = propagate_to_images(guides, targets, eight, batch_size=8, localise="none")
     assert one.calls == [3] * 10 and eight.calls == [8 * 3, 2 * 3]  # targets x guides per forward
     for (p1, m1), (p8, m8), truth, target in zip(single, batched, truths, targets):
         assert m1.shape == target.shape == p1.shape
@@ -311,6 +329,26 @@ def test_cli_writes_masks_summary_and_labels(data: dict, tmp_path: Path, capsys:
     assert image.shape == (300, 260) and report["window"] == 128 and report["count"] == int(image.max())
     assert (report["border"], report["stride"], report["guides"], report["fusion"]) == (16, 96, 1, "joint")
     assert f"{report['count']} instances" in capsys.readouterr().out
+
+
+def test_cli_localise_and_fusion_options(data: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pam_monai.cli import main as command
+
+    monkeypatch.setattr(command, "_propmask", lambda args: OraclePropMask())
+    argv = ["propagate-2d", "--guides", str(data["guides"]), "--images", str(data["images"]), "--no-progress"]
+    both = discs((90, 140), *zip(*CENTRES["b"])) > 0
+    each = [discs((90, 140), [c], [r]) > 0 for c, r in CENTRES["b"]]
+    for localise, fusion in (("none", "best"), ("match", "mean"), ("match", "best")):
+        out = tmp_path / f"{localise}-{fusion}"
+        assert main([*argv, "-o", str(out), "--localise", localise, "--fusion", fusion]) == 0
+        found = np.asarray(Image.open(out / "b_mask.png")) > 0  # whole images: both discs; localised: one
+        if localise == "none":
+            assert dice(found, both) > 0.85
+        else:
+            assert max(dice(found, one) for one in each) > 0.9 and dice(found, both) < 0.75, localise
+    with pytest.raises(SystemExit) as stopped:
+        main([*argv, "-o", str(tmp_path / "bad"), "--localise", "everywhere"])
+    assert stopped.value.code == 2 and not (tmp_path / "bad").exists()
 
 
 def test_default_weights_segment_generated_discs() -> None:

@@ -6,8 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-from conftest import OraclePropMask, ellipsoid, object_volume
+from conftest import GuideCopyPropMask, OraclePropMask, ellipsoid, object_volume
 
 from pam_monai.evaluation.diagnostics import offset_profile, summarise_profile
 from pam_monai.inferers.propagation import PropagationInferer
@@ -15,15 +14,6 @@ from pam_monai.prompts.core import PromptError
 
 REPO = Path(__file__).resolve().parents[2]
 SHAPE = (48, 52, 44)
-
-
-class CopyGuide(OraclePropMask):
-    """Predicts every query slice as its guide's mask: a network that has learnt nothing but copying."""
-
-    def forward_indexed(self, guides, masks, queries, index):  # noqa: ANN001, ANN201
-        fg = (masks[index] > 0.5).float() * 20 - 10
-        logits = torch.cat((-fg, fg), dim=1)
-        return [logits, logits[..., ::2, ::2]]
 
 
 def tapering_object() -> tuple[np.ndarray, np.ndarray]:
@@ -46,7 +36,7 @@ def test_oracle_beats_copying_and_copying_decays_with_distance(axis: int) -> Non
 
 def test_a_network_that_only_copies_gains_nothing() -> None:
     image, label = tapering_object()
-    summary = summarise_profile(offset_profile(image, label, CopyGuide(), axes=(2,), max_offset=8))
+    summary = summarise_profile(offset_profile(image, label, GuideCopyPropMask(), axes=(2,), max_offset=8))
     assert all(abs(row["gain"]) < 0.03 for row in summary)
 
 

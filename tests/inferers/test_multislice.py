@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import OracleBox2Mask, OraclePropMask, object_volume
-from torch import nn
+from conftest import GuideCopyPropMask, OracleBox2Mask, OraclePropMask, object_volume
 
 from pam_monai.errors import InferenceSettingError, PromptError
 from pam_monai.inferers import PropagationInferer
@@ -33,21 +32,6 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
 def extent(mask: np.ndarray) -> tuple[int, int]:
     covered = np.nonzero(mask.any(axis=(0, 1)))[0]
     return int(covered[0]), int(covered[-1])
-
-
-class GuideCopy(nn.Module):
-    """Predicts the guide's own mask on every query: what two guides of different size vote on a slice shows."""
-
-    input_size = 64
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.anchor = nn.Parameter(torch.zeros(()))
-
-    def forward_indexed(self, guides, masks, queries, index):  # noqa: ANN001, ANN201
-        fg = masks[index] * 20 - 10
-        logits = torch.cat((-fg, fg), dim=1)
-        return [logits, logits[..., ::2, ::2], logits[..., ::4, ::4]]
 
 
 def test_every_guide_keeps_its_drawn_mask_and_the_object_is_found() -> None:
@@ -107,8 +91,10 @@ def _two_guides(fusion: str) -> np.ndarray:
     prompt = np.zeros(SHAPE, dtype=np.int16)
     prompt[..., 10] = disc(8)
     prompt[..., 30] = disc(16)
-    inferer = PropagationInferer(thickness_mm=30, fusion=fusion, max_shift_px=0, keep_connected=False)
-    result = inferer.propagate(image, GuideCopy(), mask_prompt=prompt)
+    inferer = PropagationInferer(
+        thickness_mm=30, fusion=fusion, max_shift_px=0, keep_connected=False, interpolation_weight=0.0
+    )  # the votes alone
+    result = inferer.propagate(image, GuideCopyPropMask(), mask_prompt=prompt)
     return result.labels.numpy().sum(axis=(0, 1))
 
 

@@ -1,0 +1,147 @@
+"""The shape prior between drawn guides (pam_monai.inferers.interpolation), in propagation and in corrections."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from conftest import GuideCopyPropMask, OracleBox2Mask, object_volume
+
+from pam_monai.errors import InferenceSettingError
+from pam_monai.inferers import PropagationInferer, refine_object
+from pam_monai.inferers.interpolation import guide_pairs, signed_distance
+from pam_monai.networks import build_propmask
+from pam_monai.prompts.core import MaskPrompt
+
+SHAPE = (64, 64, 50)
+FIRST, LAST = 8, 40  # the two guides
+
+
+def tube() -> np.ndarray:
+    """A tube whose centre moves from (18, 18) to (44, 44) and whose radius grows from 6 to 12 over slices 4..44."""
+    rows, cols = np.mgrid[: SHAPE[0], : SHAPE[1]]
+    truth = np.zeros(SHAPE, dtype=bool)
+    for k in range(4, 45):
+        t = (k - 4) / 40
+        centre, radius = 18 + 26 * t, 6 + 6 * t
+        truth[:, :, k] = (rows - centre) ** 2 + (cols - centre) ** 2 <= radius**2
+    return truth
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    return 2 * float((a & b).sum()) / max(float(a.sum() + b.sum()), 1.0)
+
+
+def two_guides(truth: np.ndarray) -> np.ndarray:
+    prompt = np.zeros(SHAPE, dtype=np.int16)
+    for k in (FIRST, LAST):
+        prompt[..., k] = truth[..., k]
+    return prompt
+
+
+def between(found: np.ndarray, truth: np.ndarray) -> float:
+    return dice(found[..., FIRST + 1 : LAST], truth[..., FIRST + 1 : LAST])
+
+
+def test_signed_distance_is_negative_inside_and_positive_outside() -> None:
+    rows, cols = np.mgrid[:41, :41]
+    disc = (rows - 20) ** 2 + (cols - 20) ** 2 <= 100
+    distance = signed_distance(disc)
+    assert distance[20, 20] == pytest.approx(-(101**0.5), abs=0.01)  # to the nearest background pixel
+    assert distance[20, 35] == pytest.approx(5, abs=0.6)
+    assert ((distance < 0) == disc).all()
+    assert (signed_distance(np.ones((4, 4), bool)) < 0).all()
+
+
+def test_pairs_join_consecutive_drawn_guides_only() -> None:
+    full, empty = torch.ones((8, 8), dtype=torch.bool), torch.zeros((8, 8), dtype=torch.bool)
+    seeds = [
+        MaskPrompt(10, full), MaskPrompt(20, full), MaskPrompt(25, full, box=(0, 0, 7, 7)), MaskPrompt(30, full),
+        MaskPrompt(31, full), MaskPrompt(40, empty), MaskPrompt(50, full),
+    ]  # fmt: skip
+    # 20-30: a box between (Box2Mask's mask); 30-31: nothing between; 31-50: an empty guide ends the object.
+    assert [(p[0], p[2]) for p in guide_pairs(seeds)] == [(10, 20)]
+
+
+def test_the_prior_beats_the_votes_between_two_guides_of_a_moving_tube() -> None:
+    truth = tube()
+    image = torch.from_numpy(object_volume(truth))
+    scores = {}
+    for weight in (0.0, 0.7):
+        inferer = PropagationInferer(thickness_mm=40, max_shift_px=0, interpolation_weight=weight)
+        found = inferer.propagate(image, GuideCopyPropMask(), mask_prompt=two_guides(truth)).labels.numpy() > 0
+        assert np.array_equal(found[..., FIRST], truth[..., FIRST]) and np.array_equal(
+            found[..., LAST], truth[..., LAST]
+        )
+        # Beyond the outermost guides there is no prior: the same either way.
+        scores[weight] = (between(found, truth), found[..., :FIRST], found[..., LAST + 1 :])
+    assert scores[0.7][0] > 0.85 and scores[0.7][0] > scores[0.0][0] + 0.15
+    assert np.array_equal(scores[0.7][1], scores[0.0][1]) and np.array_equal(scores[0.7][2], scores[0.0][2])
+
+
+def test_an_outer_guide_gives_a_block_the_prior_of_the_whole_stretch() -> None:
+    truth = tube()
+    image = torch.from_numpy(object_volume(truth))
+    first = 28  # the block 28..49 holds the guide at 40; the one at 8 lies before it
+    prompt = two_guides(truth)[..., first:]
+    prompt[..., : FIRST - first] = 0
+    inferer = PropagationInferer(thickness_mm=40, max_shift_px=0)
+    outer = [MaskPrompt(FIRST - first, torch.from_numpy(truth[..., FIRST]))]
+    network = GuideCopyPropMask()
+    found = {
+        n: inferer.propagate(image[..., first:], network, mask_prompt=prompt, outer_guides=o).labels.numpy() > 0
+        for n, o in (("alone", ()), ("outer", outer))
+    }
+    part = truth[..., first:LAST]
+    assert dice(found["outer"][..., : LAST - first], part) > dice(found["alone"][..., : LAST - first], part) + 0.05
+
+
+def test_corrections_use_the_same_prior() -> None:
+    truth = tube()
+    image = torch.from_numpy(object_volume(truth))
+    previous = np.zeros(SHAPE, dtype=np.int16)
+    previous[..., FIRST : LAST + 5] = truth[..., FIRST][..., None]  # one guide's copy: wrong between the guides
+    scores = {}
+    for weight in (0.0, 0.7):
+        labels, guides, _, _ = refine_object(
+            PropagationInferer(thickness_mm=40, max_shift_px=0, interpolation_weight=weight),
+            image, GuideCopyPropMask(), torch.from_numpy(previous), 1, {FIRST: torch.from_numpy(truth[..., FIRST])},
+            {LAST: torch.from_numpy(truth[..., LAST])}, axis=2, spacing=(1.0, 1.0, 1.0),
+        )  # fmt: skip
+        assert sorted(guides) == [FIRST, LAST]
+        scores[weight] = between(labels.numpy() > 0, truth)
+    assert scores[0.7] > 0.85 and scores[0.7] > scores[0.0] + 0.15
+
+
+@pytest.mark.parametrize("prompt_kind", ["mask", "box"])
+def test_one_slice_prompts_are_bit_identical_with_or_without_the_prior(prompt_kind: str) -> None:
+    truth = tube()
+    image = torch.from_numpy(object_volume(truth))
+    torch.manual_seed(0)
+    network = build_propmask("light", input_size=64).eval()
+    kwargs: dict = {"box": (20, 20, 44, 44), "slice_index": 30} if prompt_kind == "box" else {}
+    if prompt_kind == "mask":
+        prompt = np.zeros(SHAPE, dtype=np.int16)
+        prompt[..., 30] = truth[..., 30]
+        kwargs["mask_prompt"] = prompt
+    outputs = [
+        PropagationInferer(thickness_mm=6, walker_weight=0.7, interpolation_weight=w).propagate(
+            image, network, OracleBox2Mask(), **kwargs
+        )
+        for w in (0.0, 0.7, 1.0)
+    ]
+    assert outputs[0].slices_predicted > 0
+    assert all(torch.equal(outputs[0].labels, o.labels) for o in outputs[1:])
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"interpolation_weight": 1.5}, "interpolation_weight must be in \\[0, 1\\], got 1.5"),
+        ({"interpolation_weight": -0.1}, "interpolation_weight must be in \\[0, 1\\], got -0.1"),
+        ({"interpolation_softness": 0.0}, "interpolation_softness must be positive, got 0.0"),
+    ],
+)
+def test_bad_prior_settings_are_named(settings: dict, message: str) -> None:
+    with pytest.raises(InferenceSettingError, match=message):
+        PropagationInferer(**settings)
