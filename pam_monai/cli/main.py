@@ -118,10 +118,11 @@ def _parser() -> argparse.ArgumentParser:
     set2d.add_argument("--batch-size", type=int, default=16, help="target images per forward pass (default 16)")
     set2d.add_argument(
         "--localise",
-        choices=("match", "register", "none"),
+        choices=("match", "register", "auto", "none"),
         default="match",
-        help="find each guide's object in every image and segment a crop around it: by template matching (default) "
-        "or affine registration; none: whole images at the network's input size",
+        help="find each guide's object in every image and segment a crop around it: by template matching (default), "
+        "affine registration, or auto (the match where it correlates well, else registration); none: whole images "
+        "at the network's input size",
     )
     set2d.add_argument(
         "--fusion", choices=("best", "mean"), default="best", help="several guides: the best-placed one's or the mean"

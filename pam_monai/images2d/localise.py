@@ -14,6 +14,8 @@ Localisers:
 * ``"register"``: the guide image registered to the query by a 2D affine map maximising their mutual information
   (started from the alignment of the images' intensity moments, refined by Powell's method at 1/4 then 1/2
   resolution). Suits images of the same anatomy or scene layout, also rotated or sheared.
+* ``"auto"``: per guide and query, the template match where its correlation reaches :data:`AUTO_THRESHOLD`,
+  the registration otherwise (a weak match means the object's look alone does not find it).
 * ``"none"``: no localisation (``propagate-2d``'s whole-image path).
 """
 
@@ -30,6 +32,7 @@ from pam_monai.errors import Propagate2DError
 from pam_monai.transforms.functional import RoIWindow, crop_resize, guided_window, square_roi
 
 __all__ = [
+    "AUTO_THRESHOLD",
     "FUSIONS",
     "LOCALISERS",
     "MATCH_SIDE",
@@ -47,8 +50,11 @@ __all__ = [
     "register_guide",
 ]
 
-LOCALISERS = ("match", "register", "none")
+LOCALISERS = ("match", "register", "auto", "none")
 """How ``propagate-2d`` finds a guide's object in a query (``"none"``: whole images, no localisation)."""
+
+AUTO_THRESHOLD = 0.5
+"""Correlation of the template match from which ``"auto"`` keeps the match instead of registering."""
 
 FUSIONS = ("best", "mean")
 """How several guides' probabilities combine: the best-placed guide's alone (its RoI correlates best with the
@@ -247,12 +253,26 @@ def match_object(
 # -------------------------------------------------------------------------------------------------------------
 
 
-def place(guide: np.ndarray, mask: np.ndarray, query: np.ndarray, method: str, roi_scale: float = 1.5) -> Placement:
-    """The ``guide -> query`` map by ``method`` (``"register"`` or ``"match"``, see :data:`LOCALISERS`)."""
+def place(
+    guide: np.ndarray,
+    mask: np.ndarray,
+    query: np.ndarray,
+    method: str,
+    roi_scale: float = 1.5,
+    threshold: float | None = None,
+) -> Placement:
+    """The ``guide -> query`` map by ``method`` (``"register"``, ``"match"`` or ``"auto"``, see :data:`LOCALISERS`).
+
+    ``threshold``: the match correlation from which ``"auto"`` keeps the match (default :data:`AUTO_THRESHOLD`).
+    """
     if method == "register":
         return register_guide(guide, query)
     if method == "match":
         return match_object(guide, mask, query, roi_scale)
+    if method == "auto":
+        matched = match_object(guide, mask, query, roi_scale)
+        limit = AUTO_THRESHOLD if threshold is None else threshold
+        return matched if matched.score >= limit else register_guide(guide, query)
     raise Propagate2DError(f"unknown localiser {method!r}: expected one of {', '.join(LOCALISERS[:-1])}.")
 
 

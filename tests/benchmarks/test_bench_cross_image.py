@@ -29,23 +29,63 @@ def test_tiny_run_gives_a_full_table_of_scores_in_range(bench_cross_image, tmp_p
     )
     methods = bench_cross_image.METHODS
     assert result["headers"][:2] == ["set", "cases"] and len(result["headers"]) == 2 + len(methods) + 1
-    assert [row[0] for row in result["table"]] == ["atlas axis 2, 1 guide", "generated, 1 guide", "all cases"]
-    assert [row[1] for row in result["table"]] == [1, 1, 2]
-    for method in methods[:-1]:  # the overall row is the mean over both cases
+    sets = ["atlas axis 2, 1 guide", "generated, 1 guide", "generated, independent looks, 1 guide", "all cases"]
+    assert [row[0] for row in result["table"]] == sets
+    assert [row[1] for row in result["table"]] == [1, 1, 1, 3]
+    for method in methods[:-1]:  # the overall row is the mean over all cases
         dsc = [r["dsc"] for r in result["rows"] if r["method"] == method]
         assert result["means"][method] == pytest.approx(np.mean(dsc))
     rows = result["rows"]
-    assert len(rows) == 2 * len(methods)  # one guide: every method, "guide as query" included, on both cases
+    assert len(rows) == 3 * len(methods)  # one guide: every method, "guide as query" included, on every case
     for row in rows:
         for key in ("dsc", "sensitivity", "precision"):
             assert 0.0 <= row[key] <= 1.0, (row["method"], key, row[key])
+        assert row["s"] >= 0.0 and -1.0 <= row["match"] <= 1.0 + 1e-6
     for case in result["cases"]:
-        copy = next(r for r in rows if r["case"] == case.name and r["method"] == "copy")
+        copy = next(r for r in rows if r["case"] == case.name and r["set"] == case.set and r["method"] == "copy")
         assert copy["dsc"] == pytest.approx(_independent_dice(case.guides[0][1], case.truth), abs=1e-12)
     text = out.read_text()
     assert text == capsys.readouterr().out
     assert "| atlas axis 2, 1 guide | 1 |" in text and "Machine: " in text and "target >= 0.80" in text
-    assert "PAM, localised" in result["headers"][2] and "| all cases | 2 |" in text
+    assert "PAM, localised" in result["headers"][2] and "| all cases | 3 |" in text and "test split" in text
+
+
+def test_validation_split_uses_its_own_structures_and_seeds(bench_cross_image) -> None:  # noqa: ANN001
+    from pam_monai.evaluation.candidate import VALIDATION_STRUCTURES
+
+    result = bench_cross_image.main(
+        ["--split", "validation", "--structures", "1", "--families", "1", "--pairs", "1", "--guides", "1"]
+        + ["--sets", "atlas", "generated", "independent", "--threads", "1", "--thresholds", "-1", "2"]
+    )
+    names = [(case.set, case.name) for case in result["cases"]]  # no independent-looks case in validation
+    assert names == [
+        ("atlas axis 2, 1 guide", f"{VALIDATION_STRUCTURES[0]} axis 2"),
+        ("generated, 1 guide", "ellipsoid 0"),
+    ]
+    test_case = bench_cross_image.generated_cases(["ellipsoid"], 1, [1], 128)[0]
+    assert not np.array_equal(result["cases"][1].query, test_case.query)
+    by_method = {(r["case"], r["method"]): r["dsc"] for r in result["rows"]}
+    for case in result["cases"]:  # threshold -1: always the match; 2: always the registration
+        matched = by_method[(case.name, bench_cross_image.METHODS[0])]
+        registered = by_method[(case.name, bench_cross_image.METHODS[1])]
+        assert by_method[(case.name, bench_cross_image.auto_method(-1.0))] == pytest.approx(matched)
+        assert by_method[(case.name, bench_cross_image.auto_method(2.0))] == pytest.approx(registered)
+
+
+def test_placement_cache_reuses_results_and_charges_their_time(bench_cross_image) -> None:  # noqa: ANN001
+    from pam_monai.images2d import localise
+
+    rng = np.random.default_rng(1)
+    image = ndimage.gaussian_filter(rng.normal(size=(64, 64)), 2).astype(np.float32)
+    original = localise.register_affine
+    with bench_cross_image.PlacementCache() as cache:
+        first = localise.register_affine(image, image + 1)
+        assert cache.charged == 0.0
+        again = localise.register_affine(image.copy(), image + 1)  # same contents: a hit
+        assert again is first and cache.charged > 0.0
+        other = localise.register_affine(image, image * 2)
+        assert other is not first
+    assert localise.register_affine is original
 
 
 def test_atlas_query_slice_is_the_guide_slice_in_world_coordinates(bench_cross_image) -> None:  # noqa: ANN001

@@ -121,7 +121,7 @@ def test_set_propagation_through_files(data: dict, tmp_path: Path) -> None:
     assert sorted(p.name for p in out.iterdir()) == sorted([f"{n}_mask.png" for n, *_ in TARGETS] + ["summary.csv"])
 
 
-@pytest.mark.parametrize(("localise", "fusion"), [("match", "best"), ("register", "mean")])
+@pytest.mark.parametrize(("localise", "fusion"), [("match", "best"), ("register", "mean"), ("auto", "best")])
 def test_localised_propagation_finds_the_object(data: dict, tmp_path: Path, localise: str, fusion: str) -> None:
     """The default localises each guide's object: one disc per target (of "b"'s two, the one matched)."""
     out = tmp_path / "masks"
@@ -331,14 +331,16 @@ def test_cli_writes_masks_summary_and_labels(data: dict, tmp_path: Path, capsys:
     assert f"{report['count']} instances" in capsys.readouterr().out
 
 
-def test_cli_localise_and_fusion_options(data: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_localise_and_fusion_options(
+    data: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     from pam_monai.cli import main as command
 
     monkeypatch.setattr(command, "_propmask", lambda args: OraclePropMask())
     argv = ["propagate-2d", "--guides", str(data["guides"]), "--images", str(data["images"]), "--no-progress"]
     both = discs((90, 140), *zip(*CENTRES["b"])) > 0
     each = [discs((90, 140), [c], [r]) > 0 for c, r in CENTRES["b"]]
-    for localise, fusion in (("none", "best"), ("match", "mean"), ("match", "best")):
+    for localise, fusion in (("none", "best"), ("match", "mean"), ("match", "best"), ("auto", "best")):
         out = tmp_path / f"{localise}-{fusion}"
         assert main([*argv, "-o", str(out), "--localise", localise, "--fusion", fusion]) == 0
         found = np.asarray(Image.open(out / "b_mask.png")) > 0  # whole images: both discs; localised: one
@@ -346,9 +348,13 @@ def test_cli_localise_and_fusion_options(data: dict, tmp_path: Path, monkeypatch
             assert dice(found, both) > 0.85
         else:
             assert max(dice(found, one) for one in each) > 0.9 and dice(found, both) < 0.75, localise
-    with pytest.raises(SystemExit) as stopped:
-        main([*argv, "-o", str(tmp_path / "bad"), "--localise", "everywhere"])
-    assert stopped.value.code == 2 and not (tmp_path / "bad").exists()
+    capsys.readouterr()
+    for bad in ("everywhere", "AUTO"):
+        with pytest.raises(SystemExit) as stopped:
+            main([*argv, "-o", str(tmp_path / "bad"), "--localise", bad])
+        assert stopped.value.code == 2 and not (tmp_path / "bad").exists()
+        error = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+        assert len(error) == 1 and f"invalid choice: '{bad}'" in error[0] and "auto" in error[0]
 
 
 def test_default_weights_segment_generated_discs() -> None:

@@ -72,6 +72,27 @@ def test_registration_recovers_a_shift_and_a_zoom() -> None:
     assert dice(localise.paste_probability(crop[1], placement, roi, query.shape) > 0.5, truth) > 0.9
 
 
+def test_auto_keeps_a_strong_match_and_registers_below_the_threshold(monkeypatch: pytest.MonkeyPatch) -> None:
+    guide, mask = scene((120, 110), (40, 45), 14, seed=0)
+    query, _ = scene((150, 140), (95, 80), 18, seed=5, scale=40.0, offset=-300.0)
+    matched = localise.match_object(guide, mask, query)
+    registered = localise.register_guide(guide, query)
+    calls: list[str] = []
+
+    def register(*args: object) -> localise.Placement:
+        calls.append("register")
+        return registered
+
+    monkeypatch.setattr(localise, "register_guide", register)
+    kept = localise.place(guide, mask, query, "auto", threshold=matched.score - 0.01)
+    assert kept.score == matched.score and calls == []
+    np.testing.assert_allclose(kept.offset, matched.offset)
+    assert localise.place(guide, mask, query, "auto", threshold=matched.score + 0.01) is registered
+    assert calls == ["register"]
+    monkeypatch.setattr(localise, "AUTO_THRESHOLD", 1.5)  # the default threshold is read at each call
+    assert localise.place(guide, mask, query, "auto") is registered and len(calls) == 2
+
+
 def test_crops_in_the_guide_frame_and_back() -> None:
     guide, mask = scene((100, 90), (50, 40), 12, seed=1)
     roi, crop = localise.guide_crop(guide, mask, 1.5, 64)
@@ -122,6 +143,7 @@ def test_localised_propagation_across_scenes_and_intensity_scales() -> None:
     ("kwargs", "message"),
     [
         ({"localise": "nearest"}, "unknown localiser 'nearest'"),
+        ({"localise": "Auto"}, "unknown localiser 'Auto'"),
         ({"fusion": "max"}, "unknown fusion 'max'"),
         ({"roi_scale": 0.5}, "roi_scale >= 1"),
         ({"window_kind": "fixed"}, "unknown query window 'fixed'"),
