@@ -24,8 +24,9 @@ Methods, side by side in one run on the same cases:
   reaches ``pam_monai.images2d.localise.AUTO_THRESHOLD``, else the registration), ``fusion="best"``: the query
   resampled into the guide's RoI frame, PropMask on the crops (the default weights), the probability pasted back.
   ``--thresholds``: more "auto" columns with other thresholds (for the validation split).
-* **PAM (match / auto) + registered mask, mean**: that probability averaged with the mean of the guides' masks
-  warped by the affine registration, thresholded at 0.5.
+* **PAM (match) + registered mask, mean**: that probability averaged with the mean of the guides' masks warped by
+  the affine registration, thresholded at 0.5; **+ best-registered guide's mask**: with the warped mask of the
+  guide whose registration reached the highest mutual information instead.
 * **PAM, whole image** (``localise="none"``), also with the query's 1st / 99th intensity percentiles mapped onto the
   guides'.
 * **affine registration**: weight-free; each guide's mask warped by the registration above; several guides vote.
@@ -83,7 +84,7 @@ METHODS = (
     "PAM, localised (register)",
     "PAM, localised (auto)",
     "PAM (match) + registered mask, mean",
-    "PAM (auto) + registered mask, mean",
+    "PAM (match) + best-registered guide's mask, mean",
     "PAM, whole image",
     "PAM, whole image, query intensity-matched",
     "affine registration",
@@ -144,22 +145,23 @@ def matched_baseline(case: Case) -> np.ndarray:
     return vote(moved)
 
 
-def warped_masks(case: Case) -> np.ndarray:
+def warped_masks(case: Case) -> tuple[np.ndarray, np.ndarray]:
     """Each guide's mask warped onto the query by :func:`pam_monai.images2d.localise.register_affine`: ``(G, H, W)``
-    float32 in [0, 1]."""
-    warped = []
+    float32 in [0, 1], and each registration's mutual information ``(G,)``."""
+    warped, information = [], []
     for image, mask in case.guides:
-        matrix, offset, _ = localise.register_affine(image, case.query)
+        matrix, offset, value = localise.register_affine(image, case.query)
         warped.append(
             ndimage.affine_transform(
                 mask.astype(np.float32), matrix, offset=offset, output_shape=case.query.shape, order=1
             )
         )
-    return np.clip(np.stack(warped), 0.0, 1.0)
+        information.append(value)
+    return np.clip(np.stack(warped), 0.0, 1.0), np.array(information)
 
 
 def registration_baseline(case: Case) -> np.ndarray:
-    return vote(list(warped_masks(case) >= 0.5))
+    return vote(list(warped_masks(case)[0] >= 0.5))
 
 
 class PlacementCache:
@@ -246,15 +248,16 @@ def case_methods(case: Case, network: object, thresholds: Sequence[float]) -> di
         finally:
             localise.AUTO_THRESHOLD = saved
 
-    def fused(localiser: str) -> np.ndarray:
-        return 0.5 * (pam(localiser) + warped_masks(case).mean(axis=0))
+    def fused(best: bool) -> np.ndarray:
+        masks, information = warped_masks(case)
+        return 0.5 * (pam("match") + (masks[int(np.argmax(information))] if best else masks.mean(axis=0)))
 
     methods = {
         METHODS[0]: lambda: pam("match"),
         METHODS[1]: lambda: pam("register"),
         METHODS[2]: lambda: pam("auto"),
-        METHODS[3]: lambda: fused("match"),
-        METHODS[4]: lambda: fused("auto"),
+        METHODS[3]: lambda: fused(best=False),
+        METHODS[4]: lambda: fused(best=True),
         METHODS[5]: lambda: pam("none"),
         METHODS[6]: lambda: pam("none", match_intensities(case.query, case.guides)),
         METHODS[7]: lambda: registration_baseline(case),

@@ -9,8 +9,9 @@ two neighbouring slices. The probability PropMask returns in that frame goes bac
 
 Localisers:
 
-* ``"match"`` (default): multi-scale normalised cross-correlation of the guide's RoI (object and context) over
-  the query (scikit-image's ``match_template``): a shift and a scale. Suits objects that move about the image.
+* ``"match"`` (default): multi-scale normalised cross-correlation of the guide's object and a thin rim
+  (:data:`MATCH_ROI_SCALE`) over the query (scikit-image's ``match_template``): a shift and a scale. Suits objects
+  that move about the image.
 * ``"register"``: the guide image registered to the query by a 2D affine map maximising their mutual information
   (started from the alignment of the images' intensity moments, refined by Powell's method at 1/4 then 1/2
   resolution). Suits images of the same anatomy or scene layout, also rotated or sheared.
@@ -35,6 +36,7 @@ __all__ = [
     "AUTO_THRESHOLD",
     "FUSIONS",
     "LOCALISERS",
+    "MATCH_ROI_SCALE",
     "MATCH_SIDE",
     "Placement",
     "QUERY_WINDOWS",
@@ -68,6 +70,11 @@ crop."""
 MATCH_SCALES = tuple(float(s) for s in np.geomspace(0.6, 1.6, 11))
 """Object sizes in the query relative to the guide that :func:`match_object` tries (steps of 10 %; a grid through 1,
 0.6..1/0.6, measured lower on the cross-image benchmark: 0.561 against 0.570 mean DSC)."""
+
+MATCH_ROI_SCALE = 1.1
+"""Side of the template :func:`place` matches, relative to the guide mask's bounding box: the object and a thin rim
+(on the validation split of the cross-image benchmark 0.529 mean DSC against 0.495 with the crops' 1.5 x RoI,
+0.512 with the bare box)."""
 
 MATCH_SIDE = 128
 """Largest template side :func:`match_object` correlates; larger RoIs are matched on shrunken images."""
@@ -199,7 +206,11 @@ def register_guide(guide: np.ndarray, query: np.ndarray) -> Placement:
 
 
 def match_object(
-    guide: np.ndarray, mask: np.ndarray, query: np.ndarray, roi_scale: float = 1.5, scales=MATCH_SCALES
+    guide: np.ndarray,
+    mask: np.ndarray,
+    query: np.ndarray,
+    roi_scale: float = MATCH_ROI_SCALE,
+    scales: tuple[float, ...] = MATCH_SCALES,
 ) -> Placement:
     """Find the guide's RoI (the object and its context) in the query: shift and scale of the best normalised
     cross-correlation over ``scales`` (query object size / guide object size).
@@ -263,14 +274,15 @@ def place(
 ) -> Placement:
     """The ``guide -> query`` map by ``method`` (``"register"``, ``"match"`` or ``"auto"``, see :data:`LOCALISERS`).
 
+    ``roi_scale``: the crops' RoI (not used here: the template is :data:`MATCH_ROI_SCALE` x the mask's box);
     ``threshold``: the match correlation from which ``"auto"`` keeps the match (default :data:`AUTO_THRESHOLD`).
     """
     if method == "register":
         return register_guide(guide, query)
     if method == "match":
-        return match_object(guide, mask, query, roi_scale)
+        return match_object(guide, mask, query)
     if method == "auto":
-        matched = match_object(guide, mask, query, roi_scale)
+        matched = match_object(guide, mask, query)
         limit = AUTO_THRESHOLD if threshold is None else threshold
         return matched if matched.score >= limit else register_guide(guide, query)
     raise Propagate2DError(f"unknown localiser {method!r}: expected one of {', '.join(LOCALISERS[:-1])}.")
