@@ -35,8 +35,9 @@ def object_metrics(
         nsd_tolerance_mm: tolerance of the normalised surface Dice.
 
     Returns:
-        ``dsc``, ``sensitivity``, ``specificity``, ``hd95``, ``asd``, ``nsd`` (distances are ``nan`` when the
-        prediction is empty).
+        ``dsc``, ``sensitivity``, ``precision`` (0 for an empty prediction), ``specificity``, ``hd95``, ``asd``,
+        ``nsd`` (distances are ``nan`` when the prediction is empty). Sensitivity below precision means a mask
+        that is mostly too small; above it, one that is mostly too large.
     """
     prediction, truth = prediction.astype(bool), truth.astype(bool)
     tp = float((prediction & truth).sum())
@@ -46,6 +47,7 @@ def object_metrics(
     result = {
         "dsc": 2 * tp / max(2 * tp + fp + fn, 1.0),
         "sensitivity": tp / max(tp + fn, 1.0),
+        "precision": tp / (tp + fp) if tp + fp else 0.0,
         "specificity": tn / max(tn + fp, 1.0),
         "hd95": float("nan"),
         "asd": float("nan"),

@@ -21,7 +21,7 @@ from pam_monai.evaluation.metrics import irregularity, object_metrics
 
 __all__ = ["ObjectMetricsReport", "summarise"]
 
-METRICS = ("dsc", "sensitivity", "specificity", "hd95", "asd", "nsd")
+METRICS = ("dsc", "sensitivity", "precision", "specificity", "hd95", "asd", "nsd")
 
 
 def _mean(values: Sequence[float]) -> float:
@@ -57,8 +57,8 @@ def _markdown(rows: Sequence[dict[str, Any]]) -> str:
 class ObjectMetricsReport:
     """Attach to a ``SupervisedEvaluator`` running :class:`~pam_monai.evaluation.objects.ObjectTaskDataset`.
 
-    Per object it records DSC, sensitivity, specificity, HD95, ASD, NSD (mm), the object's irregularity and the
-    seconds of its propagation, optionally next to a random-walker baseline from the same prompt; at the end it
+    Per object it records DSC, sensitivity, precision, specificity, HD95, ASD, NSD (mm), the object's irregularity
+    and the seconds of its propagation, optionally next to a random-walker baseline from the same prompt; at the end it
     writes ``per_object.csv``, ``summary.md`` and ``summary.json`` to ``output_dir`` and puts ``mean_dsc`` into
     ``engine.state.metrics``.
     """
