@@ -1,7 +1,8 @@
 """Where a propagation loses accuracy: one round of PropMask against simply copying the guide mask, per offset.
 
-``python -m pam_monai.cli.diagnostics --dataset-dir runs/atlas`` (or ``--synthetic 12``) prints the table of
-:func:`~pam_monai.evaluation.diagnostics.summarise_profile`, PropMask's Dice and the copied guide's per distance.
+``python -m pam_monai.cli.diagnostics --dataset-dir runs/atlas`` (or ``--synthetic 12``, or ``--validation``: the
+ICBM 2009c validation structures) prints the table of :func:`~pam_monai.evaluation.diagnostics.summarise_profile`,
+PropMask's Dice, sensitivity and precision and the copied guide's Dice per distance.
 """
 
 from __future__ import annotations
@@ -21,10 +22,21 @@ PROG = "python -m pam_monai.cli.diagnostics"
 
 
 def volumes(
-    synthetic: int | None, seed: int = 70000, dataset_dir: str | None = None
+    synthetic: int | None, seed: int = 70000, dataset_dir: str | None = None, validation: bool = False
 ) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
     """``(name, image, label)`` of ``synthetic`` generated ``(96, 96, 64)`` volumes (1 mm voxels, seeds from
-    ``seed``) when given, else of the ``validation`` items of ``dataset_dir/dataset.json``."""
+    ``seed``) when given; of the ICBM 2009c template with its validation structures labelled 1..N
+    (:data:`~pam_monai.evaluation.candidate.VALIDATION_STRUCTURES`) when ``validation``; else of the
+    ``validation`` items of ``dataset_dir/dataset.json``."""
+    if validation:
+        from pam_monai.evaluation.candidate import validation_objects
+
+        for name, image, masks in validation_objects():
+            label = np.zeros(tuple(image.shape), dtype=np.int64)
+            for value, mask in enumerate(masks.values(), start=1):
+                label[mask] = value
+            yield name, np.asarray(image), label
+        return
     if synthetic:
         from pam_monai.data.synthetic import generate_volume
 
@@ -44,12 +56,17 @@ def volumes(
 
 def profile_table(summary: Sequence[dict]) -> str:
     """The per-distance summary as a markdown table."""
-    lines = ["| distance (slices) | n | PropMask DSC | copied guide DSC | gain |", "|---|---|---|---|---|"]
+    lines = [
+        "| distance (slices) | n | PropMask DSC | PropMask sens | PropMask prec | copied guide DSC | gain |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for row in summary:
         cells = (
             row["distance"],
             row["n"],
             f"{row['network_dsc']:.3f}",
+            f"{row['network_sensitivity']:.3f}",
+            f"{row['network_precision']:.3f}",
             f"{row['copy_dsc']:.3f}",
             f"{row['gain']:+.3f}",
         )
@@ -65,7 +82,7 @@ def _measure(args: argparse.Namespace) -> str:
 
     network = build_network_from_checkpoint(args.checkpoint or default_checkpoints()[0], kind="propmask").eval()
     records = []
-    for _, image, label in volumes(args.synthetic, args.seed, args.dataset_dir):
+    for _, image, label in volumes(args.synthetic, args.seed, args.dataset_dir, args.validation):
         records += offset_profile(image, label, network, axes=args.axes, max_offset=args.max_offset)
     summary = summarise_profile(records)
     if args.output:
@@ -83,6 +100,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--dataset-dir", help="folder with a dataset.json whose 'validation' items are measured")
     source.add_argument("--synthetic", type=int, help="measure this many generated volumes (1 mm voxels) instead")
+    source.add_argument(
+        "--validation", action="store_true", help="measure the ICBM 2009c validation structures (the weights' choice)"
+    )
     parser.add_argument("--seed", type=int, default=70000, help="seed of the first generated volume")
     parser.add_argument("--checkpoint", help="PropMask weights (default: the bundle's)")
     parser.add_argument("--axes", type=int, nargs="+", default=[0, 1, 2])

@@ -440,7 +440,8 @@ class Propagator:
             network: PropMask.
             guide_mask: ``(H, W)`` mask on the guide slice (the plane normal to ``axis``).
             slice_index: the guide slice.
-            offsets: nonzero slice offsets, each landing inside the volume.
+            offsets: slice offsets, each landing inside the volume; ``0`` asks for the guide slice itself (how well
+                the network reproduces the drawn mask on its own image).
             axis: the propagation axis.
 
         Returns:
@@ -459,10 +460,8 @@ class Propagator:
         if not bool(mask.any()):
             raise PromptError("the guide mask is empty.")
         indices = torch.tensor([int(slice_index) + int(o) for o in offsets], dtype=torch.long)
-        if not 0 <= int(slice_index) < depth or bool(((indices < 0) | (indices >= depth)).any()) or 0 in offsets:
-            raise PromptError(
-                f"the guide slice and every slice_index + offset (offset != 0) must lie in 0..{depth - 1}."
-            )
+        if not 0 <= int(slice_index) < depth or bool(((indices < 0) | (indices >= depth)).any()):
+            raise PromptError(f"the guide slice and every slice_index + offset must lie in 0..{depth - 1}.")
         size = network_input_size(network)
         window = guided_window(vol[int(slice_index)], mask)
         guide, queries, guide_crop, roi = self._roi_crops(vol, int(slice_index), indices, mask, window, size)

@@ -14,11 +14,24 @@ def test_measures_generated_volumes_with_the_default_weights(tmp_path: Path, cap
     output = tmp_path / "profile.json"
     assert main(["--synthetic", "1", "--axes", "2", "--max-offset", "3", "--output", str(output)]) == 0
     table = capsys.readouterr().out.splitlines()
-    assert table[0] == "| distance (slices) | n | PropMask DSC | copied guide DSC | gain |"
-    assert table[1] == "|---|---|---|---|---|" and [row.split(" | ")[0] for row in table[2:]] == ["| 1", "| 2", "| 3"]
+    columns = "distance (slices) | n | PropMask DSC | PropMask sens | PropMask prec | copied guide DSC | gain"
+    assert table[0] == f"| {columns} |"
+    assert table[1] == "|---|---|---|---|---|---|---|"
+    assert [row.split(" | ")[0] for row in table[2:]] == ["| 0", "| 1", "| 2", "| 3"]
     saved = json.loads(output.read_text())
-    assert [row["distance"] for row in saved["summary"]] == [1, 2, 3]
-    assert all(0.0 <= r["network_dsc"] <= 1.0 for r in saved["records"])
+    assert [row["distance"] for row in saved["summary"]] == [0, 1, 2, 3]
+    assert all(0.0 <= r[k] <= 1.0 for r in saved["records"] for k in ("network_dsc", "network_precision"))
+
+
+def test_measures_the_validation_structures(tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    output = tmp_path / "profile.json"
+    assert main(["--validation", "--axes", "2", "--max-offset", "1", "--output", str(output)]) == 0
+    saved = json.loads(output.read_text())
+    from pam_monai.evaluation.candidate import VALIDATION_STRUCTURES
+
+    identity = [r for r in saved["records"] if r["offset"] == 0]
+    assert sorted({r["label"] for r in identity}) == list(range(1, len(VALIDATION_STRUCTURES) + 1))
+    assert all(r["copy_dsc"] == 1.0 for r in identity)
 
 
 def test_reports_a_missing_checkpoint_in_one_line(tmp_path: Path, capsys) -> None:  # noqa: ANN001

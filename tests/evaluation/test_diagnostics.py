@@ -26,8 +26,9 @@ def test_oracle_beats_copying_and_copying_decays_with_distance(axis: int) -> Non
     image, label = tapering_object()
     records = offset_profile(image, label, OraclePropMask(), axes=(axis,), max_offset=10)
     summary = summarise_profile(records)
-    assert [row["distance"] for row in summary] == list(range(1, 11))
-    assert all(row["n"] == 2 for row in summary)  # both directions
+    assert [row["distance"] for row in summary] == list(range(0, 11))  # 0: the guide slice itself
+    assert summary[0]["n"] == 1 and all(row["n"] == 2 for row in summary[1:])  # both directions
+    assert summary[0]["copy_dsc"] == 1.0 and summary[0]["network_dsc"] > 0.9  # resampled to the input and back
     assert min(row["network_dsc"] for row in summary) > 0.9
     copies = [row["copy_dsc"] for row in summary]
     assert copies == sorted(copies, reverse=True) and copies[-1] < 0.85
@@ -38,6 +39,9 @@ def test_a_network_that_only_copies_gains_nothing() -> None:
     image, label = tapering_object()
     summary = summarise_profile(offset_profile(image, label, GuideCopyPropMask(), axes=(2,), max_offset=8))
     assert all(abs(row["gain"]) < 0.03 for row in summary)
+    # Away from its widest slice the object tapers: the copied mask covers it all and more.
+    far = [row for row in summary if row["distance"] >= 5]
+    assert all(row["network_sensitivity"] > 0.97 and row["network_precision"] < 0.95 for row in far)
 
 
 def test_directions_stop_where_the_object_ends() -> None:
@@ -52,7 +56,7 @@ def test_directions_stop_where_the_object_ends() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"offsets": [0, 1]}, "offset"),
+        ({"offsets": [-23, 1]}, "must lie in"),
         ({"offsets": [30]}, "must lie in"),
         ({"guide_mask": np.zeros((48, 52), bool)}, "empty"),
         ({"guide_mask": np.ones((5, 5), bool)}, "shape"),
