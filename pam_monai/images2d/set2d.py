@@ -305,7 +305,8 @@ def localised_targets(
         network: a PropMask network (``forward_indexed``, ``input_size``), in eval mode.
         guides: checked ``(image, mask)`` pairs (:func:`check_guides`).
         targets: grey 2D images of any sizes.
-        localise: ``"match"`` or ``"register"`` (:data:`pam_monai.images2d.localise.LOCALISERS`).
+        localise: ``"match"``, ``"register"`` or ``"auto"`` (the match where it correlates well enough, else the
+            registration; :data:`pam_monai.images2d.localise.LOCALISERS`).
         fusion: the ``"best"`` guide's probability (its RoI correlates best with the target resampled into it;
             only that pair is run), or the ``"mean"`` of all guides'.
         roi_scale: RoI side relative to the guide mask's bounding box (the 3D propagation's default 1.5).

@@ -24,7 +24,14 @@ import torch
 from pam_monai.errors import InferenceSettingError
 from pam_monai.prompts.core import MaskPrompt
 
-__all__ = ["check_interpolation", "fuse_interpolation", "guide_pairs", "interpolated_distance", "signed_distance"]
+__all__ = [
+    "check_interpolation",
+    "fuse_interpolation",
+    "guide_pairs",
+    "interpolated_distance",
+    "outline_prior",
+    "signed_distance",
+]
 
 
 def check_interpolation(weight: float, softness: float) -> tuple[float, float]:
@@ -47,6 +54,13 @@ def signed_distance(mask: np.ndarray) -> np.ndarray:
         return np.full(mask.shape, -float(max(mask.shape)), dtype=np.float32)
     outside = ndimage.distance_transform_edt(~mask) if mask.any() else np.full(mask.shape, np.inf)
     return (outside - ndimage.distance_transform_edt(mask)).astype(np.float32)
+
+
+def outline_prior(mask: torch.Tensor, softness: float = 1.0) -> torch.Tensor:
+    """``sigmoid(-d / softness)`` of a 2D mask's :func:`signed_distance` ``d``: a soft copy of its outline, on the
+    mask's device (float32). A propagation round mixes it into the slices it predicts from that guide."""
+    distance = torch.from_numpy(signed_distance(mask.cpu().numpy().astype(bool)))
+    return torch.sigmoid(-distance.to(mask.device) / softness)
 
 
 def interpolated_distance(

@@ -247,3 +247,13 @@ def network_device(network: Callable[..., Any]) -> torch.device:
 def network_input_size(network: Callable[..., Any]) -> int:
     """The square side the network was trained for (``input_size``, default 224)."""
     return int(getattr(getattr(network, "module", network), "input_size", 224))
+
+
+def autocast(device: torch.device, enabled: bool) -> torch.autocast:
+    """Mixed precision for the network forwards when ``enabled`` (bfloat16; float16 on a GPU without bfloat16); a
+    disabled context otherwise."""
+    device_type = torch.device(device).type
+    dtype = torch.bfloat16
+    if device_type == "cuda" and not torch.cuda.is_bf16_supported():
+        dtype = torch.float16
+    return torch.autocast(device_type=device_type, dtype=dtype, enabled=enabled)

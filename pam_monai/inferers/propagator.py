@@ -22,13 +22,14 @@ from tqdm.auto import tqdm
 from pam_monai.data.io import ImageError
 from pam_monai.errors import InferenceSettingError
 from pam_monai.inferers.box2masker import Box2Masker, foreground_probability
-from pam_monai.inferers.interpolation import check_interpolation
+from pam_monai.inferers.interpolation import check_interpolation, outline_prior
 from pam_monai.inferers.propagation_finalise import finalise_labels, walker_opinions
 from pam_monai.inferers.propagation_parts import (
     PropagationResult,
     Region,
     StageTimer,
     all_finite,
+    autocast,
     continuous,
     forward_network,
     lazy_zeros,
@@ -105,6 +106,8 @@ class Propagator:
             signed distance maps interpolated, :mod:`~pam_monai.inferers.interpolation`) against the votes (and
             walker); ``0``: none. One-slice prompts and slices beyond the outermost guides are unaffected.
         interpolation_softness: the prior's outline softness (pixels).
+        outline_weight: weight of each round's guide outline (:func:`~pam_monai.inferers.interpolation.outline_prior`)
+            mixed into the slices the round predicts from it; below 0.5 the network alone still ends an object.
 
     ``inferer(inputs, network, box2mask_network=None, mask_prompt=..., box=..., slice_index=..., boxes=...,
     box3d=..., axis=2, spacing=None)`` with ``inputs`` ``(1, X, Y, Z)`` or ``(X, Y, Z)`` returns a
@@ -139,6 +142,7 @@ class Propagator:
         fusion: str = "distance",
         interpolation_weight: float = 0.7,
         interpolation_softness: float = 1.0,
+        outline_weight: float = 0.45,
     ) -> None:
         super().__init__()
         if fusion not in FUSION_RULES:
@@ -168,6 +172,9 @@ class Propagator:
         for name, weight in (("walker_weight", self.walker_weight), ("walker_weight_box", self.walker_weight_box)):
             if not 0.0 <= weight <= 1.0:
                 raise InferenceSettingError(f"{name} must be in [0, 1], got {weight}.")
+        if not 0.0 <= outline_weight < 0.5:
+            raise InferenceSettingError(f"outline_weight must be in [0, 0.5), got {outline_weight}.")
+        self.outline_weight = float(outline_weight)
         if not walker_beta > 0:
             raise InferenceSettingError(f"walker_beta must be positive, got {walker_beta}.")
         self.walker_beta = float(walker_beta)
@@ -231,7 +238,7 @@ class Propagator:
         vol = volume.to(device=device, dtype=torch.float32).movedim(axis, 0)
 
         def box_to_mask(index: int, box: tuple[int, int, int, int]) -> torch.Tensor:
-            with timer("box2mask"), self._autocast(vol.device):
+            with timer("box2mask"), autocast(vol.device, self.amp):
                 return self.box2mask_inferer(vol[index], box2mask_network, box=box)
 
         seeds, limits = prompt_seeds(
@@ -356,11 +363,11 @@ class Propagator:
                 mirrored_guides, mirrored_masks = guide_batch.flip(-1), mask_batch.flip(-1)
             chunks = []
             for q, i in zip(torch.split(query_batch, self.max_batch), torch.split(index_batch, self.max_batch)):
-                with self._autocast(vol.device):
+                with autocast(vol.device, self.amp):
                     heads = forward_network(network, guide_batch, mask_batch, q, i, forward)
                 probability = foreground_probability(heads, size)  # in float32 whatever the forward's precision
                 if self.flip_tta:
-                    with self._autocast(vol.device):
+                    with autocast(vol.device, self.amp):
                         heads = forward_network(network, mirrored_guides, mirrored_masks, q.flip(-1), i, forward)
                     probability = 0.5 * (probability + foreground_probability(heads, size).flip(-1))
                 chunks.append(probability)
@@ -378,6 +385,9 @@ class Propagator:
                 if shift_px is not None:
                     # The guide lies inside its own window, so the constraint needs only the window's part.
                     part = continuous(part, front.mask[rows, cols], shift_px)
+                if self.outline_weight > 0:
+                    w = self.outline_weight
+                    part = (1.0 - w) * part + w * outline_prior(front.mask[rows, cols], self.interpolation[1])[None]
                 areas = (part > 0.5).flatten(1).sum(1)
                 empty = torch.nonzero(areas == 0).flatten()
                 # The object ends at the first empty prediction; anything beyond it is not this object.
@@ -465,7 +475,7 @@ class Propagator:
         size = network_input_size(network)
         window = guided_window(vol[int(slice_index)], mask)
         guide, queries, guide_crop, roi = self._roi_crops(vol, int(slice_index), indices, mask, window, size)
-        with self._autocast(vol.device):
+        with autocast(vol.device, self.amp):
             heads = forward_network(
                 network,
                 guide[:, None],
@@ -477,14 +487,6 @@ class Propagator:
         out = torch.zeros((len(indices), height, width), dtype=torch.float32, device=vol.device)
         out[:, rows, cols] = part
         return out
-
-    def _autocast(self, device: torch.device) -> torch.autocast:
-        """Mixed precision for the network forwards when ``amp`` is on (a disabled context otherwise)."""
-        device_type = torch.device(device).type
-        dtype = torch.bfloat16
-        if device_type == "cuda" and not torch.cuda.is_bf16_supported():
-            dtype = torch.float16
-        return torch.autocast(device_type=device_type, dtype=dtype, enabled=self.amp)
 
     def _compiled_forward(self, network: Callable[..., Any]) -> Callable[..., Any] | None:
         """``torch.compile`` of the network's ``forward_indexed`` (kept for the next calls), or ``None``."""

@@ -92,8 +92,8 @@ def test_evaluation_section_scores_every_object(dataset: Path, tmp_path: Path) -
     with open(tmp_path / "eval" / "per_object.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == objects * 2 * 2 * 2  # objects x axes x variants x deviations
-    expected = {"dsc", "sensitivity", "precision", "specificity", "hd95", "asd", "nsd", "box_ratio", "convex_ratio", "iri",
-                "baseline_dsc", "seconds", "name", "variant", "axis"}  # fmt: skip
+    expected = {"dsc", "sensitivity", "precision", "specificity", "hd95", "asd", "nsd", "box_ratio", "convex_ratio",
+                "iri", "baseline_dsc", "seconds", "name", "variant", "axis"}  # fmt: skip
     assert expected <= set(rows[0])
     assert all(0.0 <= float(r["dsc"]) <= 1.0 and 0.0 <= float(r["baseline_dsc"]) <= 1.0 for r in rows)
     summary = json.loads((tmp_path / "eval" / "summary.json").read_text())

@@ -9,7 +9,7 @@ from conftest import GuideCopyPropMask, OracleBox2Mask, object_volume
 
 from pam_monai.errors import InferenceSettingError
 from pam_monai.inferers import PropagationInferer, refine_object
-from pam_monai.inferers.interpolation import guide_pairs, signed_distance
+from pam_monai.inferers.interpolation import guide_pairs, outline_prior, signed_distance
 from pam_monai.networks import build_propmask
 from pam_monai.prompts.core import MaskPrompt
 
@@ -140,8 +140,53 @@ def test_one_slice_prompts_are_bit_identical_with_or_without_the_prior(prompt_ki
         ({"interpolation_weight": 1.5}, "interpolation_weight must be in \\[0, 1\\], got 1.5"),
         ({"interpolation_weight": -0.1}, "interpolation_weight must be in \\[0, 1\\], got -0.1"),
         ({"interpolation_softness": 0.0}, "interpolation_softness must be positive, got 0.0"),
+        ({"outline_weight": 0.5}, "outline_weight must be in \\[0, 0.5\\), got 0.5"),
+        ({"outline_weight": -0.1}, "outline_weight must be in \\[0, 0.5\\), got -0.1"),
     ],
 )
 def test_bad_prior_settings_are_named(settings: dict, message: str) -> None:
     with pytest.raises(InferenceSettingError, match=message):
         PropagationInferer(**settings)
+
+
+def test_the_outline_prior_is_a_soft_copy_of_the_mask() -> None:
+    mask = torch.zeros((32, 32), dtype=torch.bool)
+    mask[8:24, 10:20] = True
+    prior = outline_prior(mask)
+    assert prior.dtype == torch.float32 and prior.shape == mask.shape
+    assert bool(((prior > 0.5) == mask).all())  # thresholded at 0.5 it is the mask itself
+    assert float(prior[16, 15]) > 0.99 and float(prior[2, 2]) < 0.01  # deep inside / far outside
+    assert float(outline_prior(mask, softness=4.0)[16, 10]) < float(prior[16, 10])  # softer at the edge
+
+
+class UnsureCopy(GuideCopyPropMask):
+    """Copies its guide's mask at a foreground probability of ``p`` (0: predicts that the object has ended)."""
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.logit = float(np.log(p / (1 - p))) if p > 0 else -10.0
+
+    def forward_indexed(self, guides, masks, queries, index):  # noqa: ANN001, ANN201
+        self.calls.append(len(queries))
+        fg = torch.where(masks[index] > 0.5, self.logit, -10.0)
+        logits = torch.cat((torch.zeros_like(fg), fg), dim=1)
+        return [logits, logits[..., ::2, ::2], logits[..., ::4, ::4]]
+
+
+@pytest.mark.parametrize("outline_weight", [0.0, 0.45])
+def test_the_guide_outline_keeps_an_unsure_mask_and_never_outlives_the_network(outline_weight: float) -> None:
+    truth = tube()
+    image = torch.from_numpy(object_volume(truth))
+    prompt = np.zeros(SHAPE, dtype=np.int16)
+    prompt[..., 25] = truth[..., 25]
+    # No continuity constraint: it judges the network's own mask (before the outline), here empty at 0.4.
+    inferer = PropagationInferer(thickness_mm=4, keep_connected=False, max_shift_px=0, outline_weight=outline_weight)
+    unsure = inferer.propagate(image, UnsureCopy(0.4), mask_prompt=prompt).labels.numpy() > 0
+    ended = inferer.propagate(image, UnsureCopy(0.0), mask_prompt=prompt).labels.numpy() > 0
+    covered = np.nonzero(unsure.any(axis=(0, 1)))[0].tolist()
+    if outline_weight == 0:  # 0.4 everywhere: the first predicted slices are empty, the prompt slice stays alone
+        assert covered == [25]
+    else:  # 0.55 * 0.4 + 0.45 * (about 1 inside the guide) > 0.5: the mask goes on, at about the guide's size
+        assert len(covered) > 20 and all(unsure[..., k].sum() > 0.8 * truth[..., 25].sum() for k in (22, 28))
+    # Where the network says the object has ended, the outline alone (< 0.5) does not go on.
+    assert np.nonzero(ended.any(axis=(0, 1)))[0].tolist() == [25]

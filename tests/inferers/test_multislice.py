@@ -92,7 +92,12 @@ def _two_guides(fusion: str) -> np.ndarray:
     prompt[..., 10] = disc(8)
     prompt[..., 30] = disc(16)
     inferer = PropagationInferer(
-        thickness_mm=30, fusion=fusion, max_shift_px=0, keep_connected=False, interpolation_weight=0.0
+        thickness_mm=30,
+        fusion=fusion,
+        max_shift_px=0,
+        keep_connected=False,
+        interpolation_weight=0.0,
+        outline_weight=0.0,
     )  # the votes alone
     result = inferer.propagate(image, GuideCopyPropMask(), mask_prompt=prompt)
     return result.labels.numpy().sum(axis=(0, 1))

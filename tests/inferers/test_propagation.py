@@ -259,8 +259,9 @@ def test_flip_tta_averages_the_mirrored_prediction() -> None:
     truth = cylinder(SHAPE, 2, 20, 40)
     image = torch.from_numpy(object_volume(truth))
     prompt = prompt_on(truth, 2, 30)
-    plain = PropagationInferer(thickness_mm=6, keep_connected=False, max_shift_px=0)
-    tta = PropagationInferer(thickness_mm=6, keep_connected=False, max_shift_px=0, flip_tta=True)
+    settings = {"thickness_mm": 6, "keep_connected": False, "max_shift_px": 0, "outline_weight": 0.0}  # network alone
+    plain = PropagationInferer(**settings)
+    tta = PropagationInferer(**settings, flip_tta=True)
     one_sided = plain.propagate(image, LeftHalfOracle(), mask_prompt=prompt, axis=2).labels.numpy() > 0
     averaged = tta.propagate(image, LeftHalfOracle(), mask_prompt=prompt, axis=2).labels.numpy() > 0
     # Each view finds a different half; their mean is 0.5 everywhere, which is not > 0.5: only the prompt slice stays.
