@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from monai.data import MetaTensor
 
+from pam_monai.evaluation.metrics import group_means
 from pam_monai.evaluation.objects import object_prompt
 
 __all__ = [
@@ -165,11 +166,4 @@ def evaluate_first_masks(
 def summarise_first_masks(rows: Sequence[dict[str, Any]], group_by: Sequence[str] = ()) -> list[dict[str, Any]]:
     """Mean scores (:data:`SCORES`) per group of rows, with the number of cases as ``objects``; no ``group_by``
     gives one overall row."""
-    groups: dict[tuple, list[dict[str, Any]]] = {}
-    for row in rows:
-        groups.setdefault(tuple(row[k] for k in group_by), []).append(row)
-    return [
-        {**dict(zip(group_by, key)), "objects": len(members),
-         **{s: float(np.mean([r[s] for r in members])) for s in SCORES}}
-        for key, members in sorted(groups.items())
-    ]  # fmt: skip
+    return group_means(rows, group_by, SCORES)

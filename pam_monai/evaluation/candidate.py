@@ -34,6 +34,7 @@ from monai.data import MetaTensor
 
 from pam_monai.data.atlas import ICBM2009C_TEMPLATE, SUBCORTICAL_STRUCTURES, load_template_and_labels
 from pam_monai.data.io import write_atomic
+from pam_monai.evaluation.metrics import group_means
 from pam_monai.evaluation.objects import object_prompt
 from pam_monai.inferers.propagation import PropagationInferer
 from pam_monai.networks.checkpoint import build_network_from_checkpoint
@@ -219,14 +220,7 @@ def compare_weights(
 
 def summarise(rows: Sequence[dict[str, Any]], group_by: Sequence[str]) -> list[dict[str, Any]]:
     """Mean DSC, sensitivity, precision and seconds per group of rows, with the number of propagations."""
-    groups: dict[tuple, list[dict[str, Any]]] = {}
-    for row in rows:
-        groups.setdefault(tuple(row[k] for k in group_by), []).append(row)
-    return [
-        {**dict(zip(group_by, key)), "objects": len(members),
-         **{m: float(np.mean([r[m] for r in members])) for m in ("dsc", "sensitivity", "precision", "seconds")}}
-        for key, members in sorted(groups.items())
-    ]  # fmt: skip
+    return group_means(rows, group_by, ("dsc", "sensitivity", "precision", "seconds"))
 
 
 def verdict(summary: Sequence[dict[str, Any]], candidate: str = "candidate", shipped: str = "shipped") -> dict:

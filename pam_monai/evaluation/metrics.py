@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from monai.metrics import compute_average_surface_distance, compute_hausdorff_distance, compute_surface_dice
 from scipy.spatial import ConvexHull, Delaunay, QhullError
 
-__all__ = ["binary_dice", "irregularity", "object_metrics"]
+__all__ = ["binary_dice", "group_means", "irregularity", "object_metrics"]
 
 
 def binary_dice(a: np.ndarray, b: np.ndarray) -> float:
@@ -103,3 +104,16 @@ def irregularity(mask: np.ndarray, spacing: Sequence[float] = (1.0, 1.0, 1.0)) -
     volume = count * voxel
     ball = 0.8 * np.pi * (3 * volume / (4 * np.pi)) ** (5 / 3)
     return {"box_ratio": box_ratio, "convex_ratio": convex_ratio, "iri": min(ball / max(inertia, 1e-12), 1.0)}
+
+
+def group_means(rows: Sequence[dict[str, Any]], group_by: Sequence[str], scores: Sequence[str]) -> list[dict[str, Any]]:
+    """Mean of each of ``scores`` per group of rows (``group_by`` keys, sorted), with the rows' count as
+    ``objects``; no ``group_by`` gives one overall row."""
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(tuple(row[k] for k in group_by), []).append(row)
+    return [
+        {**dict(zip(group_by, key)), "objects": len(members),
+         **{s: float(np.mean([r[s] for r in members])) for s in scores}}
+        for key, members in sorted(groups.items())
+    ]  # fmt: skip
