@@ -217,14 +217,23 @@ class Box2Masker:
         device = next(network.parameters()).device if isinstance(network, torch.nn.Module) else inputs.device
         size, candidate_size = self._sizes(network)  # type: ignore[arg-type]
         total = torch.zeros((r1 - r0 + 1, c1 - c0 + 1), device=device)
+        # Crops that clip to the same window (a large box reaches min_crop anyway) are run once and counted again.
+        done: dict[tuple[int, int, int, int], torch.Tensor] = {}
         for context, min_crop in self.crops:
-            y0, x0, y1, x1 = self.crop_window(box, inputs.shape, context, min_crop)
-            crop = torch.as_tensor(inputs[y0 : y1 + 1, x0 : x1 + 1], device=device).float()
-            window = self._window(crop, (r0 - y0, c0 - x0, r1 - y0, c1 - x0), network, candidate_size)
-            full = F.interpolate(crop[None, None], size=(size, size), mode="bilinear", antialias=crop.shape[0] > size)
-            probability = self._probability(apply_window(full, *window), network, size)
-            probability = F.interpolate(probability[None, None], size=crop.shape, mode="bilinear", align_corners=False)
-            total += probability[0, 0, r0 - y0 : r1 - y0 + 1, c0 - x0 : c1 - x0 + 1]
+            bounds = self.crop_window(box, inputs.shape, context, min_crop)
+            if bounds not in done:
+                y0, x0, y1, x1 = bounds
+                crop = torch.as_tensor(inputs[y0 : y1 + 1, x0 : x1 + 1], device=device).float()
+                window = self._window(crop, (r0 - y0, c0 - x0, r1 - y0, c1 - x0), network, candidate_size)
+                full = F.interpolate(
+                    crop[None, None], size=(size, size), mode="bilinear", antialias=crop.shape[0] > size
+                )
+                probability = self._probability(apply_window(full, *window), network, size)
+                probability = F.interpolate(
+                    probability[None, None], size=crop.shape, mode="bilinear", align_corners=False
+                )
+                done[bounds] = probability[0, 0, r0 - y0 : r1 - y0 + 1, c0 - x0 : c1 - x0 + 1]
+            total += done[bounds]
         inside = total / len(self.crops) > self.threshold
         if not bool(inside.any()):
             inside = torch.ones_like(inside)

@@ -107,7 +107,8 @@ class Propagator:
             walker); ``0``: none. One-slice prompts and slices beyond the outermost guides are unaffected.
         interpolation_softness: the prior's outline softness (pixels).
         outline_weight: weight of each round's guide outline (:func:`~pam_monai.inferers.interpolation.outline_prior`)
-            mixed into the slices the round predicts from it; below 0.5 the network alone still ends an object.
+            mixed into the slices the round predicts from it (softness ``interpolation_softness``); below 0.5 the
+            network alone still ends an object.
 
     ``inferer(inputs, network, box2mask_network=None, mask_prompt=..., box=..., slice_index=..., boxes=...,
     box3d=..., axis=2, spacing=None)`` with ``inputs`` ``(1, X, Y, Z)`` or ``(X, Y, Z)`` returns a

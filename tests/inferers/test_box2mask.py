@@ -96,6 +96,16 @@ def test_more_crops_and_flips_run_every_crop() -> None:
     assert 2 * (mask & truth).sum() / (mask.sum() + truth.sum()) > 0.95
 
 
+def test_crops_that_clip_to_the_same_window_run_once() -> None:
+    image = disc_slice()
+    box = tight_box(image)
+    single, repeated = RecordingOracle(), RecordingOracle()
+    alone = Box2MaskInferer(more_crops=(), flips=False)(image, single, box=box)
+    twice = Box2MaskInferer(more_crops=((1.2, 0),), flips=False)(image, repeated, box=box)
+    assert len(repeated.bright_fractions) == len(single.bright_fractions)
+    assert torch.equal(alone, twice)
+
+
 def test_lower_threshold_gives_a_larger_mask() -> None:
     class SoftOracle(OracleBox2Mask):
         """Foreground probability falling off from the crop's centre: the threshold sets the mask's size."""
