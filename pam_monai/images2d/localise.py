@@ -22,21 +22,28 @@ Localisers:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 from scipy import ndimage, optimize
-from skimage.feature import match_template
 
 from pam_monai.errors import Propagate2DError
+from pam_monai.images2d.matching import (
+    MATCH_ANGLES,
+    MATCH_ROI_SCALE,
+    MATCH_SCALES,
+    MATCH_SIDE,
+    Placement,
+    match_object,
+)
 from pam_monai.transforms.functional import RoIWindow, crop_resize, guided_window, square_roi
 
 __all__ = [
     "AUTO_THRESHOLD",
     "FUSIONS",
     "LOCALISERS",
+    "MATCH_ANGLES",
     "MATCH_ROI_SCALE",
+    "MATCH_SCALES",
     "MATCH_SIDE",
     "Placement",
     "QUERY_WINDOWS",
@@ -67,39 +74,6 @@ QUERY_WINDOWS = ("mask", "quantile")
 """How a query crop gets its own intensity window: the 0.5 / 99.5 percentiles of its pixels under the guide's mask
 (both in the guide's RoI frame), or the query crop's percentiles at the ranks the guide's window takes in the guide
 crop."""
-
-MATCH_SCALES = tuple(float(s) for s in np.geomspace(0.6, 1.6, 11))
-"""Object sizes in the query relative to the guide that :func:`match_object` tries (steps of 10 %; a grid through 1,
-0.6..1/0.6, measured lower on the cross-image benchmark: 0.561 against 0.570 mean DSC)."""
-
-MATCH_ROI_SCALE = 1.1
-"""Side of the template :func:`place` matches, relative to the guide mask's bounding box: the object and a thin rim
-(on the validation split of the cross-image benchmark 0.529 mean DSC against 0.495 with the crops' 1.5 x RoI,
-0.512 with the bare box)."""
-
-MATCH_SIDE = 128
-"""Largest template side :func:`match_object` correlates; larger RoIs are matched on shrunken images."""
-
-
-@dataclass
-class Placement:
-    """A map ``guide pixel g -> query pixel matrix @ g + offset`` (row, column order).
-
-    Attributes:
-        matrix: ``(2, 2)`` linear part.
-        offset: ``(2,)`` translation.
-        score: how well the two images agree under the map (larger is better; comparable within one method).
-    """
-
-    matrix: np.ndarray
-    offset: np.ndarray
-    score: float = 0.0
-
-    @property
-    def scale(self) -> float:
-        """Query pixels per guide pixel (square root of the area ratio)."""
-        return float(np.sqrt(abs(np.linalg.det(self.matrix))))
-
 
 # -------------------------------------------------------------------------------------------------------------
 # registration (mutual information)
@@ -199,65 +173,6 @@ def register_guide(guide: np.ndarray, query: np.ndarray) -> Placement:
         raise Propagate2DError("registering a guide to a query gave a degenerate map (no usable alignment).")
     inverse = np.linalg.inv(matrix)
     return Placement(inverse, -inverse @ offset, information)
-
-
-# -------------------------------------------------------------------------------------------------------------
-# template matching (normalised cross-correlation)
-# -------------------------------------------------------------------------------------------------------------
-
-
-def match_object(
-    guide: np.ndarray,
-    mask: np.ndarray,
-    query: np.ndarray,
-    roi_scale: float = MATCH_ROI_SCALE,
-    scales: tuple[float, ...] = MATCH_SCALES,
-) -> Placement:
-    """Find the guide's RoI (the object and its context) in the query: shift and scale of the best normalised
-    cross-correlation over ``scales`` (query object size / guide object size).
-
-    Args:
-        guide: ``(h, w)`` guide image; mask: its ``(h, w)`` boolean object mask.
-        query: ``(H, W)`` image.
-        roi_scale: template side relative to the mask's bounding box.
-        scales: relative sizes tried; the query is resized by ``1 / scale`` for each.
-
-    Returns:
-        the :class:`Placement` with the correlation as its score.
-    """
-    roi = square_roi(torch.from_numpy(np.asarray(mask)), roi_scale)
-    shrink = max(1.0, roi.size / MATCH_SIDE)  # large objects: both images shrunk alike, the template <= MATCH_SIDE
-    side = max(1, round(roi.size / shrink))
-    template = crop_resize(torch.from_numpy(np.asarray(guide, dtype=np.float32))[None], roi, side)[0].numpy()
-    guide_centre = np.array([roi.top, roi.left], dtype=np.float64) + (roi.size - 1) / 2
-    best = None
-    query = np.asarray(query, dtype=np.float32)
-    for scale in scales:
-        zoom = 1.0 / (scale * shrink)
-        shape = [max(1, round(n * zoom)) for n in query.shape]
-        if min(shape) < side // 2:  # the object would be larger than the query
-            continue
-        smooth = ndimage.gaussian_filter(query, (1 / zoom - 1) / 2) if zoom < 1 else query
-        resized = ndimage.zoom(smooth, [s / n for s, n in zip(shape, query.shape)], order=1)
-        before = [max(0, t - n + 1) // 2 + max(0, t - n + 1) % 2 for t, n in zip(template.shape, shape)]
-        if any(before):  # a query smaller than the template: mirrored out so that it may overhang
-            resized = np.pad(resized, [(b, b) for b in before], mode="symmetric")
-        response = np.nan_to_num(match_template(resized, template, pad_input=True, mode="reflect"), nan=-1.0)
-        # windows of (near) constant intensity (an empty background) divide by ~0: no match there
-        local = ndimage.uniform_filter(resized, template.shape, mode="reflect")
-        spread = ndimage.uniform_filter(resized * resized, template.shape, mode="reflect") - local * local
-        response[(spread < 1e-4 * float(resized.var()) + 1e-12) | (response > 1.0 + 1e-6)] = -1.0
-        peak = np.unravel_index(int(np.argmax(response)), response.shape)
-        value = float(response[peak])
-        if best is None or value > best[0]:
-            peak_at = np.array(peak, dtype=np.float64) - np.array(before)
-            centre = (peak_at + 0.5) * (np.array(query.shape) / np.array(shape)) - 0.5
-            best = (value, scale, centre)
-    if best is None:
-        raise Propagate2DError(f"a guide's object ({roi.size} px with context) does not fit the {query.shape} query.")
-    value, scale, centre = best
-    matrix = np.eye(2) * scale
-    return Placement(matrix, centre - matrix @ guide_centre, value)
 
 
 # -------------------------------------------------------------------------------------------------------------

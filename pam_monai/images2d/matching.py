@@ -1,0 +1,169 @@
+"""Finding a guide's object in another image by normalised cross-correlation over positions, sizes and angles.
+
+The guide's object with a thin rim (:data:`MATCH_ROI_SCALE` x its mask's bounding box, square) is the template.
+For every relative size in :data:`MATCH_SCALES` the query is resized by ``1 / size``, and for every angle in
+:data:`MATCH_ANGLES` the template is resampled from the guide turned by that angle about the object's centre (the
+template's corners show the guide's own pixels); scikit-image's ``match_template`` gives the correlation at every
+position. The best position, size and angle make the :class:`Placement` (``guide pixel -> query pixel``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from scipy import ndimage
+from skimage.feature import match_template
+
+from pam_monai.errors import Propagate2DError
+from pam_monai.transforms.functional import RoIWindow, crop_resize, square_roi
+
+__all__ = [
+    "MATCH_ANGLES",
+    "MATCH_ROI_SCALE",
+    "MATCH_SCALES",
+    "MATCH_SIDE",
+    "Placement",
+    "match_object",
+    "rotation",
+]
+
+MATCH_SCALES = tuple(float(s) for s in np.geomspace(0.6, 1.6, 11))
+"""Object sizes in the query relative to the guide that :func:`match_object` tries (steps of 10 %; a grid through 1,
+0.6..1/0.6, measured lower on the cross-image benchmark: 0.561 against 0.570 mean DSC)."""
+
+MATCH_ANGLES: tuple[float, ...] = (0.0,)
+"""Angles (degrees, counter-clockwise as displayed, rows down) by which :func:`match_object` turns the template."""
+
+MATCH_ROI_SCALE = 1.1
+"""Side of the template :func:`match_object` matches, relative to the guide mask's bounding box: the object and a
+thin rim (on the validation split of the cross-image benchmark 0.529 mean DSC against 0.495 with the crops' 1.5 x
+RoI, 0.512 with the bare box)."""
+
+MATCH_SIDE = 128
+"""Largest template side :func:`match_object` correlates; larger RoIs are matched on shrunken images."""
+
+
+@dataclass
+class Placement:
+    """A map ``guide pixel g -> query pixel matrix @ g + offset`` (row, column order).
+
+    Attributes:
+        matrix: ``(2, 2)`` linear part.
+        offset: ``(2,)`` translation.
+        score: how well the two images agree under the map (larger is better; comparable within one method).
+    """
+
+    matrix: np.ndarray
+    offset: np.ndarray
+    score: float = 0.0
+
+    @property
+    def scale(self) -> float:
+        """Query pixels per guide pixel (square root of the area ratio)."""
+        return float(np.sqrt(abs(np.linalg.det(self.matrix))))
+
+    @property
+    def angle(self) -> float:
+        """Rotation of the map in degrees in ``(-180, 180]`` (counter-clockwise as displayed, rows down)."""
+        return float(
+            np.degrees(np.arctan2(self.matrix[1, 0] - self.matrix[0, 1], self.matrix[0, 0] + self.matrix[1, 1]))
+        )
+
+
+def rotation(angle: float) -> np.ndarray:
+    """The ``(2, 2)`` rotation by ``angle`` degrees in (row, column) coordinates, counter-clockwise as displayed."""
+    radians = np.radians(angle)
+    cos, sin = np.cos(radians), np.sin(radians)
+    return np.array([[cos, -sin], [sin, cos]])
+
+
+def _templates(
+    guide: np.ndarray, roi: RoIWindow, side: int, angles: tuple[float, ...]
+) -> list[tuple[float, np.ndarray]]:
+    """``(angle, (side, side) template)`` per angle: template pixel ``u`` shows guide pixel
+    ``centre + step * rotation(angle).T @ (u - (side - 1) / 2)`` (``step = roi.size / side``); angle 0 is the RoI
+    crop itself."""
+    image = np.asarray(guide, dtype=np.float32)
+    step = roi.size / side
+    centre = np.array([roi.top, roi.left], dtype=np.float64) + (roi.size - 1) / 2
+    smooth = ndimage.gaussian_filter(image, (step - 1) / 2) if step > 1.5 else image
+    out = []
+    for angle in angles:
+        if angle % 360 == 0:
+            out.append((angle, crop_resize(torch.from_numpy(image)[None], roi, side)[0].numpy()))
+            continue
+        matrix = step * rotation(angle).T
+        offset = centre - matrix @ np.full(2, (side - 1) / 2)
+        out.append(
+            (
+                angle,
+                ndimage.affine_transform(
+                    smooth, matrix, offset=offset, output_shape=(side, side), order=1, mode="nearest"
+                ),
+            )
+        )
+    return out
+
+
+def match_object(
+    guide: np.ndarray,
+    mask: np.ndarray,
+    query: np.ndarray,
+    roi_scale: float = MATCH_ROI_SCALE,
+    scales: tuple[float, ...] = MATCH_SCALES,
+    angles: tuple[float, ...] = MATCH_ANGLES,
+) -> Placement:
+    """Find the guide's RoI (the object and a rim) in the query: shift, scale and rotation of the best normalised
+    cross-correlation over ``scales`` (query object size / guide object size) and ``angles``.
+
+    Args:
+        guide: ``(h, w)`` guide image; mask: its ``(h, w)`` boolean object mask.
+        query: ``(H, W)`` image.
+        roi_scale: template side relative to the mask's bounding box.
+        scales: relative sizes tried; the query is resized by ``1 / scale`` for each.
+        angles: rotations tried (degrees, counter-clockwise as displayed); the template turns by each.
+
+    Returns:
+        the :class:`Placement` (``matrix = scale * rotation(angle)``) with the correlation as its score.
+
+    Raises:
+        Propagate2DError: the object is larger than the query at every scale, or no scale or angle is given.
+    """
+    if not scales or not angles:
+        raise Propagate2DError("template matching needs at least one scale and one angle.")
+    roi = square_roi(torch.from_numpy(np.asarray(mask)), roi_scale)
+    shrink = max(1.0, roi.size / MATCH_SIDE)  # large objects: both images shrunk alike, the template <= MATCH_SIDE
+    side = max(1, round(roi.size / shrink))
+    templates = _templates(guide, roi, side, tuple(angles))
+    guide_centre = np.array([roi.top, roi.left], dtype=np.float64) + (roi.size - 1) / 2
+    best = None
+    query = np.asarray(query, dtype=np.float32)
+    for scale in scales:
+        zoom = 1.0 / (scale * shrink)
+        shape = [max(1, round(n * zoom)) for n in query.shape]
+        if min(shape) < side // 2:  # the object would be larger than the query
+            continue
+        smooth = ndimage.gaussian_filter(query, (1 / zoom - 1) / 2) if zoom < 1 else query
+        resized = ndimage.zoom(smooth, [s / n for s, n in zip(shape, query.shape)], order=1)
+        before = [max(0, side - n + 1) // 2 + max(0, side - n + 1) % 2 for n in shape]
+        if any(before):  # a query smaller than the template: mirrored out so that it may overhang
+            resized = np.pad(resized, [(b, b) for b in before], mode="symmetric")
+        # windows of (near) constant intensity (an empty background) divide by ~0: no match there
+        local = ndimage.uniform_filter(resized, side, mode="reflect")
+        spread = ndimage.uniform_filter(resized * resized, side, mode="reflect") - local * local
+        flat = spread < 1e-4 * float(resized.var()) + 1e-12
+        for angle, template in templates:
+            response = np.nan_to_num(match_template(resized, template, pad_input=True, mode="reflect"), nan=-1.0)
+            response[flat | (response > 1.0 + 1e-6)] = -1.0
+            peak = np.unravel_index(int(np.argmax(response)), response.shape)
+            value = float(response[peak])
+            if best is None or value > best[0]:
+                peak_at = np.array(peak, dtype=np.float64) - np.array(before)
+                centre = (peak_at + 0.5) * (np.array(query.shape) / np.array(shape)) - 0.5
+                best = (value, scale * rotation(angle), centre)
+    if best is None:
+        raise Propagate2DError(f"a guide's object ({roi.size} px with context) does not fit the {query.shape} query.")
+    value, matrix, centre = best
+    return Placement(matrix, centre - matrix @ guide_centre, value)
