@@ -13,8 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy import ndimage
-from skimage.feature import match_template
+from scipy import fft, ndimage
 
 from pam_monai.errors import Propagate2DError
 from pam_monai.transforms.functional import RoIWindow, crop_resize, square_roi
@@ -24,6 +23,7 @@ __all__ = [
     "MATCH_ROI_SCALE",
     "MATCH_SCALES",
     "MATCH_SIDE",
+    "MATCH_TURN_MARGIN",
     "Placement",
     "match_object",
     "rotation",
@@ -35,6 +35,10 @@ MATCH_SCALES = tuple(float(s) for s in np.geomspace(0.6, 1.6, 11))
 
 MATCH_ANGLES: tuple[float, ...] = (0.0,)
 """Angles (degrees, counter-clockwise as displayed, rows down) by which :func:`match_object` turns the template."""
+
+MATCH_TURN_MARGIN = 0.0
+"""How much higher the correlation of a turned template must be than the upright one's for :func:`match_object` to
+keep the turned match."""
 
 MATCH_ROI_SCALE = 1.1
 """Side of the template :func:`match_object` matches, relative to the guide mask's bounding box: the object and a
@@ -107,6 +111,37 @@ def _templates(
     return out
 
 
+def _window_sums(image: np.ndarray, side: int) -> np.ndarray:
+    """Sums of ``image`` over every ``side`` x ``side`` window, as scikit-image's ``match_template`` takes them."""
+    sums = np.cumsum(image, axis=0)
+    sums = sums[side:-1] - sums[: -side - 1]
+    sums = np.cumsum(sums, axis=1)
+    return sums[:, side:-1] - sums[:, : -side - 1]
+
+
+def _correlations(image: np.ndarray, templates: list[np.ndarray]) -> list[np.ndarray]:
+    """Normalised cross-correlation of ``image`` with each ``(side, side)`` template, centred on the template as
+    ``match_template(image, template, pad_input=True, mode="reflect")`` gives it: the image's padding, window sums
+    and Fourier transform computed once for all templates."""
+    side = templates[0].shape[0]
+    padded = np.pad(image.astype(np.float64), side, mode="reflect")
+    sums = _window_sums(padded, side)
+    spread = np.maximum(_window_sums(padded * padded, side) - sums * sums / side**2, 0.0)
+    shape = [fft.next_fast_len(n + side - 1, real=True) for n in padded.shape]
+    spectrum = fft.rfft2(padded.astype(np.float32), shape)  # single precision as match_template: half the time
+    start = (side - 1) // 2
+    rows, cols = slice(start, start + image.shape[0]), slice(start, start + image.shape[1])
+    out = []
+    for template in templates:
+        centred = template - template.mean()
+        product = fft.irfft2(spectrum * fft.rfft2(centred[::-1, ::-1].astype(np.float32), shape), shape)
+        numerator = product[side : padded.shape[0] - 1, side : padded.shape[1] - 1]
+        denominator = np.sqrt(spread * float((centred * centred).sum()))
+        response = np.where(denominator > np.finfo(np.float32).eps, numerator / np.maximum(denominator, 1e-300), 0.0)
+        out.append(response[rows, cols])
+    return out
+
+
 def match_object(
     guide: np.ndarray,
     mask: np.ndarray,
@@ -114,6 +149,7 @@ def match_object(
     roi_scale: float = MATCH_ROI_SCALE,
     scales: tuple[float, ...] = MATCH_SCALES,
     angles: tuple[float, ...] = MATCH_ANGLES,
+    margin: float = MATCH_TURN_MARGIN,
 ) -> Placement:
     """Find the guide's RoI (the object and a rim) in the query: shift, scale and rotation of the best normalised
     cross-correlation over ``scales`` (query object size / guide object size) and ``angles``.
@@ -124,6 +160,8 @@ def match_object(
         roi_scale: template side relative to the mask's bounding box.
         scales: relative sizes tried; the query is resized by ``1 / scale`` for each.
         angles: rotations tried (degrees, counter-clockwise as displayed); the template turns by each.
+        margin: how much higher a turned match's correlation must be than the best upright one (angle 0) to be
+            kept instead (when ``angles`` holds 0).
 
     Returns:
         the :class:`Placement` (``matrix = scale * rotation(angle)``) with the correlation as its score.
@@ -138,7 +176,7 @@ def match_object(
     side = max(1, round(roi.size / shrink))
     templates = _templates(guide, roi, side, tuple(angles))
     guide_centre = np.array([roi.top, roi.left], dtype=np.float64) + (roi.size - 1) / 2
-    best = None
+    best: dict[bool, tuple[float, np.ndarray, np.ndarray]] = {}  # upright or turned -> correlation, matrix, centre
     query = np.asarray(query, dtype=np.float32)
     for scale in scales:
         zoom = 1.0 / (scale * shrink)
@@ -154,16 +192,17 @@ def match_object(
         local = ndimage.uniform_filter(resized, side, mode="reflect")
         spread = ndimage.uniform_filter(resized * resized, side, mode="reflect") - local * local
         flat = spread < 1e-4 * float(resized.var()) + 1e-12
-        for angle, template in templates:
-            response = np.nan_to_num(match_template(resized, template, pad_input=True, mode="reflect"), nan=-1.0)
+        for (angle, _), correlation in zip(templates, _correlations(resized, [t for _, t in templates])):
+            response = np.nan_to_num(correlation, nan=-1.0)
             response[flat | (response > 1.0 + 1e-6)] = -1.0
             peak = np.unravel_index(int(np.argmax(response)), response.shape)
-            value = float(response[peak])
-            if best is None or value > best[0]:
+            value, upright = float(response[peak]), angle % 360 == 0
+            if upright not in best or value > best[upright][0]:
                 peak_at = np.array(peak, dtype=np.float64) - np.array(before)
                 centre = (peak_at + 0.5) * (np.array(query.shape) / np.array(shape)) - 0.5
-                best = (value, scale * rotation(angle), centre)
-    if best is None:
+                best[upright] = (value, scale * rotation(angle), centre)
+    if not best:
         raise Propagate2DError(f"a guide's object ({roi.size} px with context) does not fit the {query.shape} query.")
-    value, matrix, centre = best
+    turned = False in best and (True not in best or best[False][0] > best[True][0] + margin)
+    value, matrix, centre = best[not turned]
     return Placement(matrix, centre - matrix @ guide_centre, value)

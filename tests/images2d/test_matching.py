@@ -67,12 +67,18 @@ def test_a_turned_and_resized_object_is_found_at_its_angle_and_size(angle: float
     assert dice(moved, truth) > 0.8
 
 
-def test_without_the_angle_a_turned_object_is_missed() -> None:
+def test_without_the_angle_a_turned_object_is_missed_and_the_margin_keeps_upright() -> None:
     guide, mask = scene((120, 110), np.eye(2), (50, 48), seed=1)
     query, truth = scene((150, 150), matching.rotation(90), (90, 70), seed=2)
     upright = matching.match_object(guide, mask, query, angles=(0.0,))
     turned = matching.match_object(guide, mask, query, angles=(0.0, 90.0))
     assert turned.score > upright.score and angle_gap(turned.angle, 90) < 1e-6 and upright.angle == 0.0
+    # a turned match must beat the upright one by the margin: by more than the gap, the upright one stays
+    kept = matching.match_object(guide, mask, query, angles=(0.0, 90.0), margin=turned.score - upright.score + 0.01)
+    np.testing.assert_array_equal(kept.matrix, upright.matrix)
+    assert kept.score == upright.score
+    below = matching.match_object(guide, mask, query, angles=(0.0, 90.0), margin=turned.score - upright.score - 0.01)
+    assert below.score == turned.score
     roi, crop = localise.guide_crop(guide, mask, 1.5, 64)
     found = [localise.paste_probability(crop[1], p, roi, query.shape) > 0.5 for p in (upright, turned)]
     assert dice(found[1], truth) > 0.8 > dice(found[0], truth)
