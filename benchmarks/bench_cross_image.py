@@ -19,10 +19,11 @@ Sets, each case ``guides -> one query`` with the query's true mask (cases built 
 Methods, side by side in one run on the same cases:
 
 * **PAM, localised (match / register / auto)**: ``pam_monai.cli.propagate2d.propagate_to_images`` with
-  ``localise`` ``"match"`` (multi-scale normalised cross-correlation of each guide's RoI), ``"register"`` (the
-  guide image registered to the query, affine, mutual information) or ``"auto"`` (the match where its correlation
-  reaches ``pam_monai.images2d.localise.AUTO_THRESHOLD``, else the registration), ``fusion="best"``: the query
-  resampled into the guide's RoI frame, PropMask on the crops (the default weights), the probability pasted back.
+  ``localise`` ``"match"`` (normalised cross-correlation of each guide's RoI over sizes and angles),
+  ``"register"`` (the guide image registered to the query, affine, mutual information) or ``"auto"`` (the match
+  where its correlation reaches ``pam_monai.images2d.localise.AUTO_THRESHOLD``, else the registration),
+  ``fusion="best"``: the query resampled into the guide's RoI frame, PropMask on the crops (the default weights),
+  the probability pasted back.
   ``--thresholds``: more "auto" columns with other thresholds (for the validation split).
 * **PAM (match) + registered mask, mean**: that probability averaged with the mean of the guides' masks warped by
   the affine registration, thresholded at 0.5; **+ best-registered guide's mask**: with the warped mask of the
@@ -135,8 +136,8 @@ def copy_baseline(case: Case) -> np.ndarray:
 
 
 def matched_baseline(case: Case) -> np.ndarray:
-    """Each guide's mask moved onto the query by the localiser ``propagate-2d`` uses by default (multi-scale NCC
-    template matching of the guide's RoI), no network; several guides vote."""
+    """Each guide's mask moved onto the query by the localiser ``propagate-2d`` uses by default (NCC template
+    matching of the guide's RoI over sizes and angles), no network; several guides vote."""
     moved = []
     for image, mask in case.guides:
         roi, crop = guide_crop(image, mask, 1.5, 128)

@@ -9,9 +9,10 @@ two neighbouring slices. The probability PropMask returns in that frame goes bac
 
 Localisers:
 
-* ``"match"`` (default): multi-scale normalised cross-correlation of the guide's object and a thin rim
-  (:data:`MATCH_ROI_SCALE`) over the query (scikit-image's ``match_template``): a shift and a scale. Suits objects
-  that move about the image.
+* ``"match"`` (default): normalised cross-correlation of the guide's object and a thin rim
+  (:data:`MATCH_ROI_SCALE`) over the query at several sizes (:data:`MATCH_SCALES`) and angles
+  (:data:`MATCH_ANGLES`; :mod:`pam_monai.images2d.matching`): a shift, a scale and a rotation. Suits objects that
+  move about the image.
 * ``"register"``: the guide image registered to the query by a 2D affine map maximising their mutual information
   (started from the alignment of the images' intensity moments, refined by Powell's method at 1/4 then 1/2
   resolution). Suits images of the same anatomy or scene layout, also rotated or sheared.
@@ -32,6 +33,7 @@ from pam_monai.images2d.matching import (
     MATCH_ROI_SCALE,
     MATCH_SCALES,
     MATCH_SIDE,
+    MATCH_TURN_MARGIN,
     Placement,
     match_object,
 )
@@ -45,6 +47,7 @@ __all__ = [
     "MATCH_ROI_SCALE",
     "MATCH_SCALES",
     "MATCH_SIDE",
+    "MATCH_TURN_MARGIN",
     "Placement",
     "QUERY_WINDOWS",
     "correlation",
