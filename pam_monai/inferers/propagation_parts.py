@@ -1,5 +1,6 @@
 """Building blocks of :mod:`pam_monai.inferers.propagator`: its result, the neighbourhood size, running regions,
-stage timers, paste-back, the continuity constraint, the network call and input checks."""
+stage timers, the RoI crops, paste-back, the continuity constraint, the redraw residual, the network call and input
+checks."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from pam_monai.data.io import ImageError, affine_spacing, is_meta_tensor, voxel_volume_ml
-from pam_monai.transforms.functional import RoIWindow
+from pam_monai.transforms.functional import RoIWindow, apply_window, crop_resize, square_roi
 
 
 def neighbourhood_size(thickness_mm: float, spacing_mm: float, max_neighbours: int) -> int:
@@ -169,6 +170,41 @@ def paste_region(
             prediction[:, None].float(), size=(window.size, window.size), mode="bilinear", align_corners=False
         )[:, 0]
     return prediction[:, win_rows, win_cols].float(), rows, cols
+
+
+def roi_crops(
+    vol: torch.Tensor,
+    guide_index: int,
+    indices: torch.Tensor,
+    mask: torch.Tensor,
+    window: tuple[float, float],
+    size: int,
+    roi_scale: float,
+    roi_min_size: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, RoIWindow]:
+    """The network's inputs for one guide of a ``(D, H, W)`` volume: ``(1, S, S)`` guide, ``(N, S, S)`` queries (both
+    windowed to ``[-1, 1]``), the ``(1, S, S)`` guide mask, and the RoI window (``roi_scale`` x the mask's box, at
+    least ``roi_min_size``) shared by all of them."""
+    roi = square_roi(mask, roi_scale, roi_min_size)
+    lo, hi = window
+    # Gather only the window's part of the slices (the same crop as from whole slices).
+    rows, cols, _, _ = roi.clipped(*vol.shape[1:])
+    inside = RoIWindow(roi.top - rows.start, roi.left - cols.start, roi.size)
+    slices = torch.cat((torch.tensor([guide_index]), indices.cpu())).to(vol.device)
+    crops = apply_window(crop_resize(vol[:, rows, cols][slices], inside, size, pad_value=lo), lo, hi)
+    guide_mask = crop_resize(mask[None].float(), roi, size, mode="nearest-exact")
+    return crops[:1], crops[1:], guide_mask, roi
+
+
+def redraw_residual(
+    probabilities: torch.Tensor, guide_mask: torch.Tensor, redrawn: torch.Tensor, weight: float
+) -> torch.Tensor:
+    """Correct a round's ``(N, S, S)`` probabilities by what PropMask misses on the guide slice itself.
+
+    ``redrawn`` ``(1, S, S)`` is PropMask's probability for the guide slice given its own ``(1, S, S)`` mask: where it
+    falls short of the drawn mask (a boundary the image does not show) or spills over it, the network errs the same
+    way on the neighbouring slices. ``clip(p + weight * (mask - redrawn), 0, 1)`` adds that error back."""
+    return (probabilities + weight * (guide_mask - redrawn)).clamp(0.0, 1.0)
 
 
 def continuous(probabilities: torch.Tensor, guide: torch.Tensor, shift_px: int) -> torch.Tensor:

@@ -37,12 +37,14 @@ from pam_monai.inferers.propagation_parts import (
     network_device,
     network_input_size,
     paste_region,
+    redraw_residual,
+    roi_crops,
     volume_3d,
     voxel_spacing,
 )
 from pam_monai.inferers.propagation_seeds import front_limits, prompt_seeds
 from pam_monai.prompts.core import MaskPrompt, PromptError, plane_axes
-from pam_monai.transforms.functional import RoIWindow, apply_window, crop_resize, guided_window, square_roi
+from pam_monai.transforms.functional import guided_window
 
 __all__ = ["FUSION_RULES", "InferenceSettingError", "PropagationResult", "Propagator", "neighbourhood_size"]
 
@@ -109,6 +111,9 @@ class Propagator:
         outline_weight: weight of each round's guide outline (:func:`~pam_monai.inferers.interpolation.outline_prior`)
             mixed into the slices the round predicts from it (softness ``interpolation_softness``); below 0.5 the
             network alone still ends an object.
+        residual_weight: each round also asks PropMask for its guide slice itself and adds this weight times what
+            it misses there (drawn mask minus its redrawn probability) to the round's predictions
+            (:func:`~pam_monai.inferers.propagation_parts.redraw_residual`); one more query per front and round.
 
     ``inferer(inputs, network, box2mask_network=None, mask_prompt=..., box=..., slice_index=..., boxes=...,
     box3d=..., axis=2, spacing=None)`` with ``inputs`` ``(1, X, Y, Z)`` or ``(X, Y, Z)`` returns a
@@ -144,6 +149,7 @@ class Propagator:
         interpolation_weight: float = 0.7,
         interpolation_softness: float = 1.0,
         outline_weight: float = 0.45,
+        residual_weight: float = 0.0,
     ) -> None:
         super().__init__()
         if fusion not in FUSION_RULES:
@@ -176,6 +182,9 @@ class Propagator:
         if not 0.0 <= outline_weight < 0.5:
             raise InferenceSettingError(f"outline_weight must be in [0, 0.5), got {outline_weight}.")
         self.outline_weight = float(outline_weight)
+        if not 0.0 <= residual_weight <= 1.0:
+            raise InferenceSettingError(f"residual_weight must be in [0, 1], got {residual_weight}.")
+        self.residual_weight = float(residual_weight)
         if not walker_beta > 0:
             raise InferenceSettingError(f"walker_beta must be positive, got {walker_beta}.")
         self.walker_beta = float(walker_beta)
@@ -346,14 +355,16 @@ class Propagator:
                 stop = front.index + front.step * z
                 stop = min(stop, front.limit) if front.step > 0 else max(stop, front.limit)
                 indices = torch.arange(front.index + front.step, stop + front.step, front.step)
-                guide, query, guide_mask, window = self._roi_crops(
-                    vol, front.index, indices, front.mask, windows[front.obj], size
+                guide, query, guide_mask, window = roi_crops(
+                    vol, front.index, indices, front.mask, windows[front.obj], size, self.roi_scale, self.roi_min_size
                 )
+                if self.residual_weight > 0:  # the guide slice itself first: how the network redraws its mask
+                    query = torch.cat((guide, query))
                 guides.append(guide)
                 queries.append(query)
                 guide_masks.append(guide_mask)
-                guide_index.append(torch.full((len(indices),), g, dtype=torch.long))
-                plans.append((front, indices, window))
+                guide_index.append(torch.full((len(query),), g, dtype=torch.long))
+                plans.append((front, indices, window, guide_mask))
             guide_batch = torch.cat(guides)[:, None]
             mask_batch = torch.cat(guide_masks)[:, None]
             query_batch = torch.cat(queries)[:, None]
@@ -373,13 +384,17 @@ class Propagator:
                     probability = 0.5 * (probability + foreground_probability(heads, size).flip(-1))
                 chunks.append(probability)
             probabilities = torch.cat(chunks)
-        result.slices_predicted += len(probabilities)
-        bar.update(len(probabilities))
+        predicted_slices = sum(len(plan[1]) for plan in plans)
+        result.slices_predicted += predicted_slices
+        bar.update(predicted_slices)
 
         next_fronts = []
         with timer("paste_back"):
-            for front, indices, window in plans:
-                predicted, probabilities = probabilities[: len(indices)], probabilities[len(indices) :]
+            for front, indices, window, guide_mask in plans:
+                n = len(indices) + (self.residual_weight > 0)
+                predicted, probabilities = probabilities[:n], probabilities[n:]
+                if self.residual_weight > 0:
+                    predicted = redraw_residual(predicted[1:], guide_mask, predicted[:1], self.residual_weight)
                 part, rows, cols = paste_region(predicted, window, height, width)
                 if touched is not None:
                     touched.add(rows, cols)
@@ -410,27 +425,6 @@ class Propagator:
                 mask = prob_sum[front.obj, last] / votes[front.obj, last] > 0.5
                 next_fronts.append(_Front(front.obj, last, mask, front.step, front.limit, front.origin, front.weighted))
         return next_fronts
-
-    def _roi_crops(
-        self,
-        vol: torch.Tensor,
-        guide_index: int,
-        indices: torch.Tensor,
-        mask: torch.Tensor,
-        window: tuple[float, float],
-        size: int,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, RoIWindow]:
-        """The network's inputs for one guide: ``(1, S, S)`` guide, ``(N, S, S)`` queries (both windowed to
-        ``[-1, 1]``), the ``(1, S, S)`` guide mask, and the RoI window shared by all of them."""
-        roi = square_roi(mask, self.roi_scale, self.roi_min_size)
-        lo, hi = window
-        # Gather only the window's part of the slices (the same crop as from whole slices).
-        rows, cols, _, _ = roi.clipped(*vol.shape[1:])
-        inside = RoIWindow(roi.top - rows.start, roi.left - cols.start, roi.size)
-        slices = torch.cat((torch.tensor([guide_index]), indices.cpu())).to(vol.device)
-        crops = apply_window(crop_resize(vol[:, rows, cols][slices], inside, size, pad_value=lo), lo, hi)
-        guide_mask = crop_resize(mask[None].float(), roi, size, mode="nearest-exact")
-        return crops[:1], crops[1:], guide_mask, roi
 
     @torch.inference_mode()
     def predict_slices(
@@ -475,7 +469,9 @@ class Propagator:
             raise PromptError(f"the guide slice and every slice_index + offset must lie in 0..{depth - 1}.")
         size = network_input_size(network)
         window = guided_window(vol[int(slice_index)], mask)
-        guide, queries, guide_crop, roi = self._roi_crops(vol, int(slice_index), indices, mask, window, size)
+        guide, queries, guide_crop, roi = roi_crops(
+            vol, int(slice_index), indices, mask, window, size, self.roi_scale, self.roi_min_size
+        )
         with autocast(vol.device, self.amp):
             heads = forward_network(
                 network,

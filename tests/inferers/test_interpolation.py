@@ -10,6 +10,7 @@ from conftest import GuideCopyPropMask, OracleBox2Mask, object_volume
 from pam_monai.errors import InferenceSettingError
 from pam_monai.inferers import PropagationInferer, refine_object
 from pam_monai.inferers.interpolation import guide_pairs, outline_prior, signed_distance
+from pam_monai.inferers.propagation_parts import redraw_residual
 from pam_monai.networks import build_propmask
 from pam_monai.prompts.core import MaskPrompt
 
@@ -142,6 +143,8 @@ def test_one_slice_prompts_are_bit_identical_with_or_without_the_prior(prompt_ki
         ({"interpolation_softness": 0.0}, "interpolation_softness must be positive, got 0.0"),
         ({"outline_weight": 0.5}, "outline_weight must be in \\[0, 0.5\\), got 0.5"),
         ({"outline_weight": -0.1}, "outline_weight must be in \\[0, 0.5\\), got -0.1"),
+        ({"residual_weight": 1.5}, "residual_weight must be in \\[0, 1\\], got 1.5"),
+        ({"residual_weight": -0.1}, "residual_weight must be in \\[0, 1\\], got -0.1"),
     ],
 )
 def test_bad_prior_settings_are_named(settings: dict, message: str) -> None:
@@ -190,3 +193,53 @@ def test_the_guide_outline_keeps_an_unsure_mask_and_never_outlives_the_network(o
         assert len(covered) > 20 and all(unsure[..., k].sum() > 0.8 * truth[..., 25].sum() for k in (22, 28))
     # Where the network says the object has ended, the outline alone (< 0.5) does not go on.
     assert np.nonzero(ended.any(axis=(0, 1)))[0].tolist() == [25]
+
+
+class ErodingCopy(GuideCopyPropMask):
+    """Copies its guide's mask eroded by ``px`` pixels onto every query, the guide slice itself included: a network
+    that redraws every outline too small (as on boundaries the image does not show)."""
+
+    def __init__(self, px: int = 2) -> None:
+        super().__init__()
+        self.px = px
+
+    def forward_indexed(self, guides, masks, queries, index):  # noqa: ANN001, ANN201
+        self.calls.append(len(queries))
+        kernel = 2 * self.px + 1
+        eroded = 1.0 - torch.nn.functional.max_pool2d(1.0 - masks[index], kernel, stride=1, padding=self.px)
+        fg = torch.where(eroded > 0.5, 10.0, -10.0)
+        logits = torch.cat((torch.zeros_like(fg), fg), dim=1)
+        return [logits, logits[..., ::2, ::2], logits[..., ::4, ::4]]
+
+
+def test_the_redraw_residual_adds_back_what_the_network_misses_on_its_own_guide() -> None:
+    mask = torch.zeros((1, 8, 8))
+    mask[0, 2:6, 2:6] = 1.0
+    redrawn = mask.clone()
+    redrawn[0, 2, 2:6] = 0.2  # one row of the drawn mask redrawn unsure
+    redrawn[0, 6, 2:6] = 0.6  # and a spill below it
+    probabilities = torch.stack([redrawn[0], torch.zeros(8, 8)])
+    out = redraw_residual(probabilities, mask, redrawn, 1.0)
+    assert torch.allclose(out[0], mask[0])  # the guide slice comes back exactly
+    assert float(out[1, 2, 3]) == pytest.approx(0.8) and float(out[1, 6, 3]) == 0.0  # clipped to [0, 1]
+    assert torch.allclose(redraw_residual(probabilities, mask, redrawn, 0.0), probabilities)
+
+
+@pytest.mark.parametrize("residual_weight", [0.0, 1.0])
+def test_the_redraw_residual_stops_a_shrinking_network_from_shrinking(residual_weight: float) -> None:
+    truth = tube()
+    image = torch.from_numpy(object_volume(truth))
+    prompt = np.zeros(SHAPE, dtype=np.int16)
+    prompt[..., 25] = truth[..., 25]
+    inferer = PropagationInferer(
+        thickness_mm=4, keep_connected=False, max_shift_px=0, outline_weight=0.0, residual_weight=residual_weight
+    )
+    network = ErodingCopy(2)
+    found = inferer.propagate(image, network, mask_prompt=prompt).labels.numpy() > 0
+    area = float(truth[..., 25].sum())
+    if residual_weight == 0:  # the outline shrinks round after round: after three rounds under half the area
+        assert found[..., 12].sum() < 0.5 * area and found[..., 38].sum() < 0.5 * area
+    else:  # the network's own loss on the guide slice is added back: the guide's size all the way
+        assert all(found[..., k].sum() >= 0.95 * area for k in (12, 29, 38))
+    # one query more per front and round (the guide slice itself): the first round's two fronts ask 2 x (4 + 1)
+    assert network.calls[0] == 2 * (4 + (residual_weight > 0))
