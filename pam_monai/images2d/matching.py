@@ -46,10 +46,11 @@ every 30 degrees. On the validation split of the cross-image benchmark (PAM loca
 
 MATCH_TURN_MARGIN = 0.1
 """How much higher the correlation of a turned template must be than the upright one's for :func:`match_object` to
-keep the turned match. On brain slices of two templates a wrong turned match (at a smaller size) correlated up to
-0.056 higher than the right upright one (three validation structures along axis 0). On the validation split of the
-cross-image benchmark a margin of 0.05 lost 0.074 on the atlas axis 0, 3-guide set (0.757 -> 0.683) for 0.572
-against 0.568 over all 102 cases; 0.075 and 0.1 keep every atlas set as it was upright."""
+keep the turned match. On brain slices of two templates turned matches (at smaller sizes) correlated up to 0.056
+higher than the upright ones for three validation structures along axis 0, and PropMask's DSC there fell from
+0.68-0.82 to 0 without a margin. On the validation split of the cross-image benchmark a margin of 0.05 lost 0.074
+on the atlas axis 0, 3-guide set (0.757 -> 0.683) for 0.572 against 0.568 over all 102 cases; 0.075 and 0.1 keep
+every atlas set as it was upright."""
 
 MATCH_ROI_SCALE = 1.1
 """Side of the template :func:`match_object` matches, relative to the guide mask's bounding box: the object and a
