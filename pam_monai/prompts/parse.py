@@ -239,16 +239,17 @@ def load_prompt_files(
         if not resolved.exists():
             raise PromptError(f"{path}: no such {'previous result' if key == 'previous' else 'mask prompt'} file.")
         if key == "previous":  # a result is saved on the image's grid: the same shape, not a crop of it
-            from pam_monai.data.io import load_image  # late: io imports MONAI readers
+            # late: io reads other formats than NIfTI with MONAI; a 3D NIfTI with nibabel alone (no MONAI import)
+            from pam_monai.data.io import load_volume
 
-            image = load_image(resolved)
-            grid = tuple(image.shape[-3:])
-            if grid != tuple(shape) or (image.ndim == 4 and image.shape[0] != 1):
+            volume, volume_affine = load_volume(resolved)
+            grid = tuple(volume.shape[-3:])
+            if grid != tuple(shape) or (volume.ndim == 4 and volume.shape[0] != 1):
                 raise PromptError(f"{path}: the previous result's grid {grid} differs from the image's {tuple(shape)}.")
             if affine is not None:
-                out[key] = place_on_grid(image.as_tensor().reshape(grid), image.affine, shape, affine, str(path))
+                out[key] = place_on_grid(volume.reshape(grid), volume_affine, shape, affine, str(path))
             else:
-                out[key] = image.as_tensor().reshape(grid)
+                out[key] = volume.reshape(grid)
         else:
             out[key] = read_mask_prompt(resolved, tuple(shape), affine)
     return out

@@ -106,6 +106,21 @@ def test_segment_imports_no_heavy_module(segment_run: dict) -> None:
     assert "pam_monai.cli.segment" in segment_run["imported"]  # the profile is of the command itself
 
 
+def test_a_correction_imports_no_monai(case: dict[str, Path], segment_run: dict) -> None:
+    """``--previous`` with ``--click`` reads the earlier result as the image is read (nibabel), not through MONAI."""
+    assert segment_run["done"].returncode == 0, segment_run["done"].stderr[-2000:]
+    corrected = case["root"] / "correction" / "seg.nii.gz"
+    arguments = _arguments(case, corrected)
+    at = arguments.index("--mask-prompt")
+    arguments[at : at + 2] = ["--previous", str(segment_run["out"] / "seg.nii.gz"), "--click", "20,18,9,+"]
+    done = _run(arguments, "-X", "importtime")
+    assert done.returncode == 0, done.stderr[-2000:]
+    imported = {line.split("|")[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
+    assert "pam_monai.cli.segment" in imported and "nibabel" in imported
+    assert not sorted(name for name in imported if name.split(".")[0] in ("monai", *HEAVY))
+    assert nib.load(corrected).get_fdata()[20, 18, 9] == 1
+
+
 def test_segment_prints_only_its_own_lines(segment_run: dict) -> None:
     done = segment_run["done"]
     assert done.returncode == 0, done.stderr[-2000:]
