@@ -7,7 +7,8 @@ In one run, each measured as a fresh process (the fastest of ``--repeat``, so th
   imported without pydicom as the command does), the default weights loaded, one PropMask forward;
 - ``pam-monai segment`` end to end (``python -m pam_monai``, default weights) on a generated ~50-slice object (a
   winding tube, mask prompt on its middle slice) and on the quickstart example (the MNI152 left lateral
-  ventricle), with the report's seconds per stage;
+  ventricle), with the report's seconds per stage; then a correction of the tube's result as the CLI makes one
+  (``--previous`` its result, ``--click`` a foreground voxel a quarter of the span from the prompt slice);
 - ``python -X importtime -m pam_monai segment``: import time per top-level package (its own modules), and whether
   monai, mlflow, matplotlib, ignite or pandas were imported.
 
@@ -115,6 +116,25 @@ def segment_arguments(image: Path, prompt: Path, out: Path) -> list[str]:
     ]
 
 
+def correction_arguments(image: Path, previous: Path, click: str, out: Path) -> list[str]:
+    """``segment`` correcting ``previous`` with one click (``i,j,k,+``), written under ``out``."""
+    arguments = segment_arguments(image, previous, out)
+    at = arguments.index("--mask-prompt")
+    arguments[at : at + 2] = ["--previous", str(previous), "--click", click]
+    return arguments
+
+
+def tube_click(span: int, size: int) -> str:
+    """A foreground click ``i,j,k,+`` inside the generated tube, a quarter of its span beyond its middle slice."""
+    import numpy as np
+
+    _, truth, middle = tube_volume(span, size=size)
+    k = middle + span // 4
+    voxels = np.argwhere(truth[:, :, k])
+    i, j = (int(v) for v in voxels[len(voxels) // 2])
+    return f"{i},{j},{k},+"
+
+
 def cases(folder: Path, span: int, size: int) -> dict[str, tuple[Path, Path]]:
     """The generated tube (mask prompt on its middle slice) and the quickstart example."""
     import numpy as np
@@ -146,9 +166,15 @@ def main() -> None:
     rows, numbers = [], {"torch_import_s": torch_s, "monai_import_s": monai_s, "first_forward_s": forward_s}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        for name, (image, prompt) in cases(folder, args.span, args.size).items():
-            wall, _ = _best(segment_arguments(image, prompt, folder), threads, args.repeat)
-            report = json.loads((folder / "report.json").read_text())
+        runs = {name: segment_arguments(image, prompt, folder / f"case{n}")
+                for n, (name, (image, prompt)) in enumerate(cases(folder, args.span, args.size).items())}  # fmt: skip
+        tube_image = folder / "tube.nii.gz"
+        runs["tube, a correction (--previous, --click)"] = correction_arguments(
+            tube_image, folder / "case0" / "seg.nii.gz", tube_click(args.span, args.size), folder / "correction"
+        )
+        for name, arguments in runs.items():  # the tube's result exists before its correction runs
+            wall, _ = _best(arguments, threads, args.repeat)
+            report = json.loads((Path(arguments[arguments.index("--report") + 1])).read_text())
             seconds = report["seconds"]
             extent = report["objects"][0]["extent"]
             rows.append(
@@ -163,7 +189,9 @@ def main() -> None:
             numbers[f"segment_wall_s[{name}]"] = wall
             numbers[f"segment_stages_s[{name}]"] = seconds
         image, prompt = cases(folder, args.span, args.size)[f"tube, {args.span} slices"]
-        _, done = _fresh([sys.executable, "-X", "importtime", *segment_arguments(image, prompt, folder)[1:]], threads)
+        _, done = _fresh(
+            [sys.executable, "-X", "importtime", *segment_arguments(image, prompt, folder / "x")[1:]], threads
+        )
     packages, heavy = import_profile(done.stderr)
     top = sorted(packages.items(), key=lambda kv: -kv[1])[:12]
     numbers.update({"imports_s": packages, "heavy_imported": heavy})

@@ -120,7 +120,8 @@ def segment_case(
             prompt.roi
         )
     if prompt.previous or prompt.clicks:
-        result = refine_case(predictor, volume, prompt, mask_prompt)
+        result, previous_seconds = refine_case(predictor, volume, prompt, mask_prompt)
+        read_seconds += previous_seconds
     else:
         boxes = list(prompt.boxes) or None
         result = predictor.segment(mask_prompt=mask_prompt, boxes=boxes, label=prompt.label or 1, **resolved)
@@ -185,20 +186,23 @@ def _previous_guides(prompt: CasePrompt) -> dict[int, list[int]] | None:
     return objects
 
 
-def refine_case(predictor: PAMPredictor, volume: Any, prompt: CasePrompt, mask_prompt: Any) -> Any:
+def refine_case(predictor: PAMPredictor, volume: Any, prompt: CasePrompt, mask_prompt: Any) -> tuple[Any, float]:
     """One refinement in one call: the previous result (on the image's grid) corrected by the prompt's mask, boxes
-    and clicks (see :class:`CasePrompt` for the guides it starts from)."""
+    and clicks (see :class:`CasePrompt` for the guides it starts from). Returns the result and the seconds spent
+    reading the previous result (the report's ``read`` stage)."""
     if not prompt.previous:
         raise PromptError("clicks correct a result: give the previous result (--previous seg.nii.gz).")
     if prompt.box3d is not None or prompt.roi:
         raise PromptError("a 3D box or ROI is a new prompt: it cannot correct a previous result.")
     if not (mask_prompt is not None or prompt.box is not None or prompt.boxes or prompt.clicks):
         raise PromptError("the correction is empty: give --mask-prompt, --box with --slice, or --click.")
+    started = time.perf_counter()
     args = load_prompt_files(
         {"previous_path": prompt.previous, "clicks": list(prompt.clicks)}, tuple(volume.shape), predictor.affine
     )
+    read_seconds = time.perf_counter() - started
     start = predictor.open_session(args["previous"], prompt.axis, _previous_guides(prompt))
-    return predictor.refine(
+    result = predictor.refine(
         start,
         mask_slices=mask_prompt,
         clicks=args["clicks"] or None,
@@ -207,6 +211,7 @@ def refine_case(predictor: PAMPredictor, volume: Any, prompt: CasePrompt, mask_p
         boxes=list(prompt.boxes) or None,
         label=prompt.label,
     )
+    return result, read_seconds
 
 
 def add_extents(summary: dict[str, Any]) -> None:
