@@ -166,9 +166,10 @@ def main() -> None:
     rows, numbers = [], {"torch_import_s": torch_s, "monai_import_s": monai_s, "first_forward_s": forward_s}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
+        inputs = cases(folder, args.span, args.size)
         runs = {name: segment_arguments(image, prompt, folder / f"case{n}")
-                for n, (name, (image, prompt)) in enumerate(cases(folder, args.span, args.size).items())}  # fmt: skip
-        tube_image = folder / "tube.nii.gz"
+                for n, (name, (image, prompt)) in enumerate(inputs.items())}  # fmt: skip
+        tube_image, tube_prompt = inputs[f"tube, {args.span} slices"]
         runs["tube, a correction (--previous, --click)"] = correction_arguments(
             tube_image, folder / "case0" / "seg.nii.gz", tube_click(args.span, args.size), folder / "correction"
         )
@@ -188,10 +189,8 @@ def main() -> None:
             )
             numbers[f"segment_wall_s[{name}]"] = wall
             numbers[f"segment_stages_s[{name}]"] = seconds
-        image, prompt = cases(folder, args.span, args.size)[f"tube, {args.span} slices"]
-        _, done = _fresh(
-            [sys.executable, "-X", "importtime", *segment_arguments(image, prompt, folder / "x")[1:]], threads
-        )
+        profiled = segment_arguments(tube_image, tube_prompt, folder / "importtime")
+        _, done = _fresh([sys.executable, "-X", "importtime", *profiled[1:]], threads)
     packages, heavy = import_profile(done.stderr)
     top = sorted(packages.items(), key=lambda kv: -kv[1])[:12]
     numbers.update({"imports_s": packages, "heavy_imported": heavy})
