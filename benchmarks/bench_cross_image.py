@@ -18,16 +18,19 @@ Sets, each case ``guides -> one query`` with the query's true mask (cases built 
 
 Methods, side by side in one run on the same cases:
 
-* **PAM, localised (match / register / auto)**: ``pam_monai.cli.propagate2d.propagate_to_images`` with
-  ``localise`` ``"match"`` (normalised cross-correlation of each guide's RoI over sizes and angles),
-  ``"register"`` (the guide image registered to the query, affine, mutual information) or ``"auto"`` (the match
-  where its correlation reaches ``pam_monai.images2d.localise.AUTO_THRESHOLD``, else the registration),
-  ``fusion="best"``: the query resampled into the guide's RoI frame, PropMask on the crops (the default weights),
-  the probability pasted back.
-  ``--thresholds``: more "auto" columns with other thresholds (for the validation split).
-* **PAM (match) + registered mask, mean**: that probability averaged with the mean of the guides' masks warped by
-  the affine registration, thresholded at 0.5; **+ best-registered guide's mask**: with the warped mask of the
-  guide whose registration reached the highest mutual information instead.
+* **PAM, default**: ``pam_monai.cli.propagate2d.propagate_to_images`` as ``propagate-2d`` runs it: the
+  ``"match"`` localiser (normalised cross-correlation of each guide's RoI over sizes and angles), ``fusion="best"``
+  (the query resampled into the best-placed guide's RoI frame, PropMask on the crops with the default weights, the
+  probability pasted back), and ``registered_mask="auto"``: where the best affine registration of a guide to the
+  query correlates with it in the guide's RoI at ``pam_monai.images2d.localise.REGISTERED_THRESHOLD`` or more,
+  that probability is averaged with the guide's mask warped by the registration.
+* **PAM, localised (match / register / auto)**: the same without the registered mask (``registered_mask="off"``),
+  with ``localise`` ``"match"``, ``"register"`` (the guide image registered to the query, affine, mutual
+  information) or ``"auto"`` (the match where its correlation reaches
+  ``pam_monai.images2d.localise.AUTO_THRESHOLD``, else the registration). ``--thresholds``: more "auto" columns
+  with other thresholds (for the validation split).
+* **PAM (match), registered mask on**: the registered mask averaged in on every case, however it correlates.
+  ``--registered-thresholds``: more default columns with other thresholds (for the validation split).
 * **PAM, whole image** (``localise="none"``), also with the query's 1st / 99th intensity percentiles mapped onto the
   guides'.
 * **affine registration**: weight-free; each guide's mask warped by the registration above; several guides vote.
@@ -46,7 +49,7 @@ while PAM has to find the structure in the MNI152 image.
 Usage::
 
     python benchmarks/bench_cross_image.py --threads 1 --axes 2 0 1 --out benchmarks/results/cross_image.md
-    python benchmarks/bench_cross_image.py --split validation --axes 2 0 1 --thresholds 0.3 0.4 0.5 0.6
+    python benchmarks/bench_cross_image.py --split validation --axes 2 0 1 --registered-thresholds 0.4 0.5 0.7 0.8
     python benchmarks/bench_cross_image.py --structures 2 --families 1 --pairs 1   # reduced
 """
 
@@ -81,11 +84,11 @@ from pam_monai.images2d import localise  # noqa: E402
 from pam_monai.images2d.localise import guide_crop, paste_probability  # noqa: E402
 
 METHODS = (
+    "PAM, default (match, registered mask auto)",
     "PAM, localised (match)",
     "PAM, localised (register)",
     "PAM, localised (auto)",
-    "PAM (match) + registered mask, mean",
-    "PAM (match) + best-registered guide's mask, mean",
+    "PAM (match), registered mask on",
     "PAM, whole image",
     "PAM, whole image, query intensity-matched",
     "affine registration",
@@ -233,14 +236,22 @@ def auto_method(threshold: float) -> str:
     return f"PAM, localised (auto, match if correlation >= {threshold:.2f})"
 
 
-def case_methods(case: Case, network: object, thresholds: Sequence[float]) -> dict[str, object]:
-    """The methods on one case: name -> function returning the probability or mask (``thresholds``: more "auto"
-    thresholds, validation only)."""
-    from pam_monai.cli.propagate2d import propagate_to_images
+def registered_method(threshold: float) -> str:
+    """The column name of the default at registered-mask threshold ``threshold``."""
+    return f"PAM, default, registered mask if its correlation >= {threshold:.2f}"
 
-    def pam(localiser: str, query: np.ndarray | None = None) -> np.ndarray:
+
+def case_methods(
+    case: Case, network: object, thresholds: Sequence[float], registered: Sequence[float] = ()
+) -> dict[str, object]:
+    """The methods on one case: name -> function returning the probability or mask (``thresholds``: more "auto"
+    thresholds, ``registered``: more registered-mask thresholds; validation only)."""
+    from pam_monai.cli.propagate2d import propagate_to_images
+    from pam_monai.images2d import set2d
+
+    def pam(localiser: str, query: np.ndarray | None = None, registered: str = "off") -> np.ndarray:
         query = case.query if query is None else query
-        return propagate_to_images(case.guides, [query], network, localise=localiser)[0][0]
+        return propagate_to_images(case.guides, [query], network, localise=localiser, registered_mask=registered)[0][0]
 
     def auto(threshold: float) -> np.ndarray:
         saved, localise.AUTO_THRESHOLD = localise.AUTO_THRESHOLD, threshold
@@ -249,16 +260,19 @@ def case_methods(case: Case, network: object, thresholds: Sequence[float]) -> di
         finally:
             localise.AUTO_THRESHOLD = saved
 
-    def fused(best: bool) -> np.ndarray:
-        masks, information = warped_masks(case)
-        return 0.5 * (pam("match") + (masks[int(np.argmax(information))] if best else masks.mean(axis=0)))
+    def default_at(threshold: float) -> np.ndarray:
+        saved, set2d.REGISTERED_THRESHOLD = set2d.REGISTERED_THRESHOLD, threshold
+        try:
+            return propagate_to_images(case.guides, [case.query], network)[0][0]
+        finally:
+            set2d.REGISTERED_THRESHOLD = saved
 
     methods = {
-        METHODS[0]: lambda: pam("match"),
-        METHODS[1]: lambda: pam("register"),
-        METHODS[2]: lambda: pam("auto"),
-        METHODS[3]: lambda: fused(best=False),
-        METHODS[4]: lambda: fused(best=True),
+        METHODS[0]: lambda: propagate_to_images(case.guides, [case.query], network)[0][0],
+        METHODS[1]: lambda: pam("match"),
+        METHODS[2]: lambda: pam("register"),
+        METHODS[3]: lambda: pam("auto"),
+        METHODS[4]: lambda: pam("match", registered="on"),
         METHODS[5]: lambda: pam("none"),
         METHODS[6]: lambda: pam("none", match_intensities(case.query, case.guides)),
         METHODS[7]: lambda: registration_baseline(case),
@@ -267,12 +281,16 @@ def case_methods(case: Case, network: object, thresholds: Sequence[float]) -> di
     }
     for threshold in thresholds:
         methods[auto_method(threshold)] = lambda threshold=threshold: auto(threshold)
+    for threshold in registered:
+        methods[registered_method(threshold)] = lambda threshold=threshold: default_at(threshold)
     if len(case.guides) == 1:  # the same network on the guide's own image: what is left without a change
         methods[METHODS[-1]] = lambda: pam("none", case.guides[0][0])
     return methods
 
 
-def run_cases(cases: Sequence[Case], network: object, thresholds: Sequence[float] = ()) -> list[dict[str, object]]:
+def run_cases(
+    cases: Sequence[Case], network: object, thresholds: Sequence[float] = (), registered: Sequence[float] = ()
+) -> list[dict[str, object]]:
     """One row per case and method: set, case, method, dsc, sensitivity, precision, empty, s, match (the best
     guide's template-match correlation)."""
     rows = []
@@ -280,7 +298,7 @@ def run_cases(cases: Sequence[Case], network: object, thresholds: Sequence[float
         with PlacementCache() as cache:
             score = max(localise.match_object(image, mask, case.query).score for image, mask in case.guides)
             cache.charged = 0.0
-            for method, predict in case_methods(case, network, thresholds).items():
+            for method, predict in case_methods(case, network, thresholds, registered).items():
                 cache.charged, start = 0.0, time.perf_counter()
                 prediction = np.asarray(predict()) > 0.5
                 seconds = time.perf_counter() - start + cache.charged
@@ -357,6 +375,9 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     parser.add_argument("--pairs", type=int, default=3, help="query scenes per family")
     parser.add_argument("--size", type=int, default=128, help="generated scenes' side (pixels)")
     parser.add_argument("--thresholds", type=float, nargs="*", default=[], help="more 'auto' correlation thresholds")
+    parser.add_argument(
+        "--registered-thresholds", type=float, nargs="*", default=[], help="more registered-mask thresholds"
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, help="also write the tables (markdown) here")
     args = parser.parse_args(argv)
@@ -372,7 +393,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         cases += generated_cases(FAMILIES[: args.families], args.pairs, args.guides, args.size, seed)
     if "independent" in args.sets and not validation:
         cases += independent_cases(FAMILIES[: args.families], args.pairs, args.guides, args.size)
-    rows = run_cases(cases, load_network(), args.thresholds)
+    rows = run_cases(cases, load_network(), args.thresholds, args.registered_thresholds)
     headers, table = summary_table(rows)
     names = [m for m in method_names(rows) if m != METHODS[-1]]
     means = {m: float(np.mean([float(r["dsc"]) for r in rows if r["method"] == m])) for m in names}

@@ -127,6 +127,13 @@ def _parser() -> argparse.ArgumentParser:
     set2d.add_argument(
         "--fusion", choices=("best", "mean"), default="best", help="several guides: the best-placed one's or the mean"
     )
+    set2d.add_argument(
+        "--registered-mask",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="average the network's probability with the best-registered guide's mask warped onto the image: auto "
+        "(where the affine registration aligns the images well; default), on, off",
+    )
     large = commands.add_parser("propagate-large", help="label the instances of one large 2D image from examples")
     large.add_argument("image", help="the large image (TIFFs are read tile by tile)")
     large.add_argument("--guides", required=True, help="folder of NAME + NAME_mask image pairs, or an image,mask list")
@@ -335,10 +342,11 @@ def _propmask(args: argparse.Namespace):  # -> the PropMask network, in eval mod
 
 
 def _propagate_2d(args: argparse.Namespace) -> dict:
-    from pam_monai.cli.propagate2d import find_images, load_guides, propagate_folder
+    from pam_monai.cli.propagate2d import check_registered_mask, find_images, load_guides, propagate_folder
 
     guides = load_guides(args.guides)  # bad input fails before the network is loaded
     find_images(args.images)
+    check_registered_mask(args.registered_mask, args.localise)
     rows = propagate_folder(
         guides,
         args.images,
@@ -348,6 +356,7 @@ def _propagate_2d(args: argparse.Namespace) -> dict:
         progress=not args.no_progress,
         localise=args.localise,
         fusion=args.fusion,
+        registered_mask=args.registered_mask,
     )
     return {"message": f"wrote {len(rows)} masks and summary.csv to {args.output}"}
 

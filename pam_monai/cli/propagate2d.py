@@ -47,6 +47,7 @@ from pam_monai.images2d.localise import FUSIONS, LOCALISERS
 from pam_monai.images2d.set2d import (
     Propagate2DError,
     check_guides,
+    check_registered_mask,
     localised_targets,
     network_input_size,
     predict_targets,
@@ -59,6 +60,7 @@ from pam_monai.images2d.sliding2d import instance_guides, label_instances, stitc
 __all__ = [
     "LargeImageResult",
     "Propagate2DError",
+    "check_registered_mask",
     "find_guides",
     "find_images",
     "load_guides",
@@ -176,11 +178,13 @@ def propagate_folder(
     progress: bool = False,
     localise: str = "match",
     fusion: str = "best",
+    registered_mask: str = "auto",
 ) -> list[dict[str, object]]:
     """Segment every target image with all guides; write ``NAME_mask.png`` (0/255) and ``summary.csv``.
 
     ``guides`` is a guide folder / list file or ``(image, mask)`` pairs; ``images`` a folder or one file;
-    ``localise`` / ``fusion`` as in :func:`propagate_to_images` (``"none"``: the whole-image path).
+    ``localise`` / ``fusion`` / ``registered_mask`` as in :func:`propagate_to_images` (``"none"``: the whole-image
+    path).
 
     Inputs are checked before anything is written (guides read, target headers probed); if a later step fails,
     the files this call wrote are removed again.
@@ -207,11 +211,14 @@ def propagate_folder(
     for what, value, known in (("localiser", localise, LOCALISERS), ("fusion", fusion, FUSIONS)):
         if value not in known:
             raise Propagate2DError(f"unknown {what} {value!r}: expected one of {', '.join(known)}.")
+    check_registered_mask(registered_mask, localise)
     if localise == "none":
         batch = prepare_guides(checked, network_input_size(network), device=_device(network))
         predict = lambda grey: predict_targets(network, batch, grey)  # noqa: E731
     else:
-        predict = lambda grey: localised_targets(network, checked, grey, localise, fusion)  # noqa: E731
+        predict = lambda grey: localised_targets(  # noqa: E731
+            network, checked, grey, localise, fusion, registered_mask=registered_mask
+        )
 
     created = not output_dir.exists()
     written: list[Path] = []

@@ -126,6 +126,9 @@ def compare_cross_image(
 ) -> list[dict[str, Any]]:
     """One-round propagation from each pair's guide scene to its query scene with every PropMask; one row per pair.
 
+    PropMask alone judges the weights: the registered guide mask ``propagate-2d`` may average in does not depend on
+    them, so it is off here.
+
     Args:
         weights: name -> folder holding ``model.pt``.
         pairs: :class:`~pam_monai.data.synthetic.pairs.ScenePair` (the first query of each is used).
@@ -143,7 +146,7 @@ def compare_cross_image(
             start = time.perf_counter()
             with torch.inference_mode():
                 [(_, mask)] = propagate_to_images(
-                    [(pair.guide_image, pair.guide_mask)], [pair.query_images[0]], network
+                    [(pair.guide_image, pair.guide_mask)], [pair.query_images[0]], network, registered_mask="off"
                 )
             rows.append({
                 "weights": weights_name, "set": "cross-image", "volume": f"pair_{index}", "object": pair.family,

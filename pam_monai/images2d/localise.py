@@ -19,6 +19,13 @@ Localisers:
 * ``"auto"``: per guide and query, the template match where its correlation reaches :data:`AUTO_THRESHOLD`,
   the registration otherwise (a weak match means the object's look alone does not find it).
 * ``"none"``: no localisation (``propagate-2d``'s whole-image path).
+
+Registered masks (:data:`REGISTERED_MASKS`): images of the same anatomy or layout (two brain templates, frames of
+one scan plane) align as a whole, and then the guide's mask warped by the affine registration carries the object's
+outline, which the look of the crop alone may not. :func:`best_registered_mask` warps each guide's mask onto the query
+and scores each registration by the correlation of the guide's RoI with the query resampled into it; where the best
+score reaches :data:`REGISTERED_THRESHOLD`, ``propagate-2d`` averages PropMask's probability with that guide's
+warped mask (``"auto"``, the default).
 """
 
 from __future__ import annotations
@@ -50,6 +57,9 @@ __all__ = [
     "MATCH_TURN_MARGIN",
     "Placement",
     "QUERY_WINDOWS",
+    "REGISTERED_MASKS",
+    "REGISTERED_THRESHOLD",
+    "best_registered_mask",
     "correlation",
     "guide_crop",
     "match_object",
@@ -72,6 +82,15 @@ AUTO_THRESHOLD = 0.6
 FUSIONS = ("best", "mean")
 """How several guides' probabilities combine: the best-placed guide's alone (its RoI correlates best with the
 query resampled into it), or their mean."""
+
+REGISTERED_MASKS = ("auto", "on", "off")
+"""Whether PropMask's probability is averaged with the best-registered guide's warped mask: where that
+registration's RoI correlation reaches :data:`REGISTERED_THRESHOLD` (``"auto"``), always (``"on"``) or never
+(``"off"``)."""
+
+REGISTERED_THRESHOLD = 0.6
+"""RoI correlation of the best registration from which ``"auto"`` averages in its warped mask (0.5..0.9 on the
+validation split of the cross-image benchmark: 0.614 mean DSC from 0.6 up, 0.605 at 0.5; PropMask alone 0.568)."""
 
 QUERY_WINDOWS = ("mask", "quantile")
 """How a query crop gets its own intensity window: the 0.5 / 99.5 percentiles of its pixels under the guide's mask
@@ -176,6 +195,42 @@ def register_guide(guide: np.ndarray, query: np.ndarray) -> Placement:
         raise Propagate2DError("registering a guide to a query gave a degenerate map (no usable alignment).")
     inverse = np.linalg.inv(matrix)
     return Placement(inverse, -inverse @ offset, information)
+
+
+def best_registered_mask(
+    guides: list[tuple[np.ndarray, np.ndarray]],
+    crops: list[np.ndarray],
+    rois: list[RoIWindow],
+    query: np.ndarray,
+    placements: list[Placement] | None = None,
+) -> tuple[np.ndarray, float]:
+    """The best-registered guide's mask warped onto the query, and that registration's RoI correlation.
+
+    Each guide image is registered to the query (:func:`register_guide`, or ``placements`` when they are already
+    registrations); the query resampled into the guide's RoI frame through it (:func:`query_crop`) is correlated
+    with the guide's crop, and the guide that correlates best wins.
+
+    Args:
+        guides: ``(image (h, w), mask (h, w))`` pairs.
+        crops: per guide its ``(2, S, S)`` image and mask crops (:func:`guide_crop`); rois: their RoIs.
+        query: ``(H, W)`` image.
+        placements: per guide a registration ``guide -> query`` already computed (optional).
+
+    Returns:
+        ``(warped mask float32 (H, W) in [0, 1] (bilinear), correlation)``.
+    """
+    if placements is None:
+        placements = [register_guide(image, query) for image, _ in guides]
+    scores = [
+        correlation(query_crop(query, p, roi, crop.shape[-1]), crop[0]) for p, roi, crop in zip(placements, rois, crops)
+    ]
+    best = int(np.argmax(scores))
+    placement, mask = placements[best], np.asarray(guides[best][1], dtype=np.float32)
+    inverse = np.linalg.inv(placement.matrix)  # query pixel -> guide pixel
+    warped = ndimage.affine_transform(
+        mask, inverse, offset=-inverse @ placement.offset, output_shape=query.shape, order=1, cval=0.0
+    )
+    return np.clip(warped, 0.0, 1.0).astype(np.float32), float(scores[best])
 
 
 # -------------------------------------------------------------------------------------------------------------

@@ -27,6 +27,9 @@ from pam_monai.images2d.localise import (
     FUSIONS,
     LOCALISERS,
     QUERY_WINDOWS,
+    REGISTERED_MASKS,
+    REGISTERED_THRESHOLD,
+    best_registered_mask,
     correlation,
     guide_crop,
     paste_probability,
@@ -43,6 +46,7 @@ __all__ = [
     "GuideFeatures",
     "Propagate2DError",
     "check_guides",
+    "check_registered_mask",
     "encode_guides",
     "guided_probability",
     "localised_targets",
@@ -292,6 +296,7 @@ def localised_targets(
     fusion: str = "best",
     roi_scale: float = 1.5,
     window_kind: str = "mask",
+    registered_mask: str = "auto",
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """Each guide's object found in every grey target, PropMask run on RoI crops, probabilities pasted back.
 
@@ -299,7 +304,9 @@ def localised_targets(
     with the 0.5 / 99.5 percentiles of its own foreground (PAM paper). Per target and guide: the map
     ``guide -> target`` (:func:`pam_monai.images2d.localise.place`), the target resampled onto the guide's RoI
     grid through it and windowed on its own (``window_kind``, :data:`QUERY_WINDOWS`); the pairs go through
-    PropMask in one forward and each probability is mapped back to the target's pixels.
+    PropMask in one forward and each probability is mapped back to the target's pixels. Where the images align as a
+    whole, the probability is then averaged with the best-registered guide's mask warped onto the target
+    (``registered_mask``; :func:`pam_monai.images2d.localise.best_registered_mask`).
 
     Args:
         network: a PropMask network (``forward_indexed``, ``input_size``), in eval mode.
@@ -311,6 +318,9 @@ def localised_targets(
             only that pair is run), or the ``"mean"`` of all guides'.
         roi_scale: RoI side relative to the guide mask's bounding box (the 3D propagation's default 1.5).
         window_kind: the target crop's window, :data:`QUERY_WINDOWS`.
+        registered_mask: ``"auto"`` (average in the warped mask where its registration's RoI correlation reaches
+            :data:`~pam_monai.images2d.localise.REGISTERED_THRESHOLD`), ``"on"`` or ``"off"``
+            (:data:`~pam_monai.images2d.localise.REGISTERED_MASKS`).
 
     Returns:
         per target ``(probability float32 (H, W), mask bool (H, W))``.
@@ -321,6 +331,7 @@ def localised_targets(
         raise Propagate2DError(f"unknown fusion {fusion!r}: expected one of {', '.join(FUSIONS)}.")
     if window_kind not in QUERY_WINDOWS:
         raise Propagate2DError(f"unknown query window {window_kind!r}: expected one of {', '.join(QUERY_WINDOWS)}.")
+    check_registered_mask(registered_mask, localise)
     if roi_scale < 1.0:
         raise Propagate2DError(f"the RoI must hold the guide's object: roi_scale >= 1, got {roi_scale}.")
     size, device = network_input_size(network), network_device(network)
@@ -351,8 +362,24 @@ def localised_targets(
             for p, k in zip(probability.float().cpu().numpy(), chosen)
         ]
         full = np.mean(pasted, axis=0).astype(np.float32)
+        if registered_mask != "off":
+            warped, score = best_registered_mask(
+                guides, list(crops), list(rois), target, placements if localise == "register" else None
+            )
+            if registered_mask == "on" or score >= REGISTERED_THRESHOLD:
+                full = (0.5 * (full + warped)).astype(np.float32)
         results.append((full, full > 0.5))
     return results
+
+
+def check_registered_mask(registered_mask: str, localise: str) -> None:
+    """Raise :class:`Propagate2DError` for an unknown ``registered_mask`` rule, or ``"on"`` without localisation."""
+    if registered_mask not in REGISTERED_MASKS:
+        raise Propagate2DError(
+            f"unknown registered-mask rule {registered_mask!r}: expected one of {', '.join(REGISTERED_MASKS)}."
+        )
+    if registered_mask == "on" and localise == "none":
+        raise Propagate2DError("a registered mask is averaged in on the localised path only, not with localise 'none'.")
 
 
 def propagate_to_images(
@@ -362,6 +389,7 @@ def propagate_to_images(
     batch_size: int = 16,
     localise: str = "match",
     fusion: str = "best",
+    registered_mask: str = "auto",
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """Segment every target image with every annotated guide as PropMask's guiding slice.
 
@@ -377,6 +405,9 @@ def propagate_to_images(
             the guides' pooled intensity window.
         fusion: how the localised path combines several guides (``"mean"`` or ``"best"``); the whole-image path
             always averages.
+        registered_mask: on the localised path, whether the best-registered guide's warped mask is averaged in
+            (``"auto"``: where the registration aligns the images well; ``"on"``; ``"off"``; see
+            :func:`localised_targets`).
 
     Returns:
         per target ``(probability, mask)``: float32 foreground probability and boolean mask (``> 0.5``), both of
@@ -384,16 +415,17 @@ def propagate_to_images(
 
     Raises:
         Propagate2DError: no guides, a guide whose mask is empty or differs in size from its image, a target that
-            is not a 2D image, an unknown localiser or fusion.
+            is not a 2D image, an unknown localiser, fusion or registered-mask rule.
     """
     if batch_size < 1:
         raise Propagate2DError(f"batch_size must be at least 1, got {batch_size}.")
     if localise not in LOCALISERS:
         raise Propagate2DError(f"unknown localiser {localise!r}: expected one of {', '.join(LOCALISERS)}.")
+    check_registered_mask(registered_mask, localise)
     checked = check_guides(guides)
     grey = [to_grey(t, f"target {i}") for i, t in enumerate(targets)]
     if localise != "none":
-        return localised_targets(network, checked, grey, localise, fusion)
+        return localised_targets(network, checked, grey, localise, fusion, registered_mask=registered_mask)
     batch = prepare_guides(checked, network_input_size(network), device=network_device(network))
     results: list[tuple[np.ndarray, np.ndarray]] = []
     for start in range(0, len(grey), batch_size):

@@ -47,7 +47,7 @@ def test_tiny_run_gives_a_full_table_of_scores_in_range(bench_cross_image, tmp_p
     text = out.read_text()
     assert text == capsys.readouterr().out
     assert "| atlas axis 2, 1 guide | 1 |" in text and "Machine: " in text and "target >= 0.80" in text
-    assert "PAM, localised" in result["headers"][2] and "| all cases | 3 |" in text and "test split" in text
+    assert "PAM, default" in result["headers"][2] and "| all cases | 3 |" in text and "test split" in text
 
 
 def test_validation_split_uses_its_own_structures_and_seeds(bench_cross_image) -> None:  # noqa: ANN001
@@ -56,6 +56,7 @@ def test_validation_split_uses_its_own_structures_and_seeds(bench_cross_image) -
     result = bench_cross_image.main(
         ["--split", "validation", "--structures", "1", "--families", "1", "--pairs", "1", "--guides", "1"]
         + ["--sets", "atlas", "generated", "independent", "--threads", "1", "--thresholds", "-1", "2"]
+        + ["--registered-thresholds", "-1", "2"]
     )
     names = [(case.set, case.name) for case in result["cases"]]  # no independent-looks case in validation
     assert names == [
@@ -66,10 +67,14 @@ def test_validation_split_uses_its_own_structures_and_seeds(bench_cross_image) -
     assert not np.array_equal(result["cases"][1].query, test_case.query)
     by_method = {(r["case"], r["method"]): r["dsc"] for r in result["rows"]}
     for case in result["cases"]:  # threshold -1: always the match; 2: always the registration
-        matched = by_method[(case.name, bench_cross_image.METHODS[0])]
-        registered = by_method[(case.name, bench_cross_image.METHODS[1])]
+        matched = by_method[(case.name, "PAM, localised (match)")]
+        registered = by_method[(case.name, "PAM, localised (register)")]
         assert by_method[(case.name, bench_cross_image.auto_method(-1.0))] == pytest.approx(matched)
         assert by_method[(case.name, bench_cross_image.auto_method(2.0))] == pytest.approx(registered)
+        # registered-mask threshold -1: always averaged in; 2: never
+        always = by_method[(case.name, "PAM (match), registered mask on")]
+        assert by_method[(case.name, bench_cross_image.registered_method(-1.0))] == pytest.approx(always)
+        assert by_method[(case.name, bench_cross_image.registered_method(2.0))] == pytest.approx(matched)
 
 
 def test_placement_cache_reuses_results_and_charges_their_time(bench_cross_image) -> None:  # noqa: ANN001

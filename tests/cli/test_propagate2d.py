@@ -355,6 +355,16 @@ def test_cli_localise_and_fusion_options(
         assert stopped.value.code == 2 and not (tmp_path / "bad").exists()
         error = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
         assert len(error) == 1 and f"invalid choice: '{bad}'" in error[0] and "auto" in error[0]
+    with pytest.raises(SystemExit) as stopped:
+        main([*argv, "-o", str(tmp_path / "bad"), "--registered-mask", "always"])
+    assert stopped.value.code == 2 and "invalid choice: 'always'" in capsys.readouterr().err
+    assert main([*argv, "-o", str(tmp_path / "bad"), "--localise", "none", "--registered-mask", "on"]) == 2
+    message = capsys.readouterr().err.strip()
+    assert len(message.splitlines()) == 1 and "localised path only" in message and not (tmp_path / "bad").exists()
+    out = tmp_path / "registered"  # the discs' scenes do not align as a whole: auto leaves the match's mask alone
+    assert main([*argv, "-o", str(out), "--registered-mask", "auto"]) == 0
+    auto = np.asarray(Image.open(out / "b_mask.png")) > 0
+    assert np.array_equal(auto, np.asarray(Image.open(tmp_path / "match-best" / "b_mask.png")) > 0)
 
 
 def test_default_weights_segment_generated_discs() -> None:

@@ -57,19 +57,78 @@ def test_match_shrinks_large_objects() -> None:
     assert np.abs(centre - [200, 260]).max() <= 4 and placement.scale == pytest.approx(80 / 70, rel=0.1)
 
 
-def test_registration_recovers_a_shift_and_a_zoom() -> None:
+def aligned_pair() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A textured guide with a rectangle object, and the query showing it shifted and zoomed on another intensity
+    scale (query pixel p shows guide pixel 0.9 p + (8, -4)): guide, mask, query, the query's true mask."""
     rng = np.random.default_rng(0)
     image = ndimage.gaussian_filter(rng.normal(size=(96, 96)), 3).astype(np.float32)
     mask = np.zeros((96, 96), dtype=bool)
     mask[30:60, 35:55] = True
     image = image + 3.0 * ndimage.gaussian_filter(mask.astype(np.float32), 1)
-    matrix, offset = np.diag([0.9, 0.9]), np.array([8.0, -4.0])  # query pixel p shows guide pixel 0.9 p + offset
+    matrix, offset = np.diag([0.9, 0.9]), np.array([8.0, -4.0])
     query = ndimage.affine_transform(image, matrix, offset=offset, order=1, mode="nearest") * 50 + 7
     truth = ndimage.affine_transform(mask.astype(float), matrix, offset=offset, order=1) >= 0.5
+    return image, mask, query, truth
+
+
+def test_registration_recovers_a_shift_and_a_zoom() -> None:
+    image, mask, query, truth = aligned_pair()
+    matrix = np.diag([0.9, 0.9])
     placement = localise.place(image, mask, query, "register")
     np.testing.assert_allclose(placement.matrix, np.linalg.inv(matrix), atol=0.05)
     roi, crop = localise.guide_crop(image, mask, 1.5, 64)
     assert dice(localise.paste_probability(crop[1], placement, roi, query.shape) > 0.5, truth) > 0.9
+
+
+def test_best_registered_mask_warps_the_guide_that_aligns(monkeypatch: pytest.MonkeyPatch) -> None:
+    image, mask, query, truth = aligned_pair()
+    guides = [scene((80, 80), (40, 40), 10, seed=7), (image, mask)]  # the first shows another scene
+    rois, crops = zip(*(localise.guide_crop(g, m, 1.5, 64) for g, m in guides))
+    warped, score = localise.best_registered_mask(guides, list(crops), list(rois), query)
+    assert warped.shape == query.shape and warped.dtype == np.float32 and 0.0 <= warped.min() <= warped.max() <= 1.0
+    assert dice(warped >= 0.5, truth) > 0.9 and localise.REGISTERED_THRESHOLD < score <= 1.0
+    placements = [localise.register_guide(g, query) for g, _ in guides]
+
+    def refuse(*args: object) -> localise.Placement:
+        raise AssertionError("registered again although the placements were given")
+
+    monkeypatch.setattr(localise, "register_guide", refuse)
+    again, same = localise.best_registered_mask(guides, list(crops), list(rois), query, placements)
+    np.testing.assert_allclose(again, warped, atol=1e-5)
+    assert same == pytest.approx(score)
+
+
+class CertainPropMask(OraclePropMask):
+    """Foreground everywhere in every query crop: what a registered mask adds shows alone."""
+
+    def forward_indexed(self, guides, masks, queries, index):  # noqa: ANN001, ANN201
+        self.calls.append(len(queries))
+        logits = torch.cat((-10 * torch.ones_like(queries), 10 * torch.ones_like(queries)), dim=1)
+        return [logits, logits[..., ::2, ::2], logits[..., ::4, ::4]]
+
+
+def test_registered_mask_rules(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pam_monai.images2d import set2d
+
+    image, mask, query, truth = aligned_pair()
+    guides = [(image, mask)]
+
+    def run(rule: str, localiser: str = "match") -> np.ndarray:
+        return propagate_to_images(guides, [query], CertainPropMask(), localise=localiser, registered_mask=rule)[0][1]
+
+    off, on = run("off"), run("on")
+    assert dice(on, truth) > 0.9 and on.sum() < off.sum()  # off: the whole RoI square; on: the warped mask in it
+    assert np.array_equal(run("auto"), on)  # these images align: the registration correlates above 0.6
+    assert np.array_equal(run("on", "register"), on)
+    monkeypatch.setattr(set2d, "REGISTERED_THRESHOLD", 1.01)
+    assert np.array_equal(run("auto"), off)
+    for kwargs, message in (
+        ({"registered_mask": "always"}, "unknown registered-mask rule 'always'"),
+        ({"registered_mask": "on", "localise": "none"}, "localised path only"),
+    ):
+        with pytest.raises(Propagate2DError, match=message) as raised:
+            propagate_to_images(guides, [query], CertainPropMask(), **kwargs)
+        assert "\n" not in str(raised.value)
 
 
 def test_auto_keeps_a_strong_match_and_registers_below_the_threshold(monkeypatch: pytest.MonkeyPatch) -> None:
