@@ -22,10 +22,10 @@ Localisers:
 
 Registered masks (:data:`REGISTERED_MASKS`): images of the same anatomy or layout (two brain templates, frames of
 one scan plane) align as a whole, and then the guide's mask warped by the affine registration carries the object's
-outline, which the look of the crop alone may not. :func:`best_registered_mask` warps each guide's mask onto the query
-and scores each registration by the correlation of the guide's RoI with the query resampled into it; where the best
-score reaches :data:`REGISTERED_THRESHOLD`, ``propagate-2d`` averages PropMask's probability with that guide's
-warped mask (``"auto"``, the default).
+outline, which the look of the crop alone may not. :func:`warped_guide_mask` warps the best-placed guide's mask onto
+the query and scores the registration by the correlation of the guide's RoI with the query resampled into it; where
+that reaches :data:`REGISTERED_THRESHOLD`, ``propagate-2d`` averages PropMask's probability with the warped mask
+(``"auto"``, the default).
 """
 
 from __future__ import annotations
@@ -59,7 +59,6 @@ __all__ = [
     "QUERY_WINDOWS",
     "REGISTERED_MASKS",
     "REGISTERED_THRESHOLD",
-    "best_registered_mask",
     "correlation",
     "guide_crop",
     "match_object",
@@ -70,6 +69,7 @@ __all__ = [
     "query_window",
     "register_affine",
     "register_guide",
+    "warped_guide_mask",
 ]
 
 LOCALISERS = ("match", "register", "auto", "none")
@@ -84,12 +84,12 @@ FUSIONS = ("best", "mean")
 query resampled into it), or their mean."""
 
 REGISTERED_MASKS = ("auto", "on", "off")
-"""Whether PropMask's probability is averaged with the best-registered guide's warped mask: where that
-registration's RoI correlation reaches :data:`REGISTERED_THRESHOLD` (``"auto"``), always (``"on"``) or never
-(``"off"``)."""
+"""Whether PropMask's probability is averaged with the best-placed guide's mask warped by the affine registration:
+where that registration's RoI correlation reaches :data:`REGISTERED_THRESHOLD` (``"auto"``), always (``"on"``) or
+never (``"off"``)."""
 
 REGISTERED_THRESHOLD = 0.6
-"""RoI correlation of the best registration from which ``"auto"`` averages in its warped mask (0.5..0.9 on the
+"""RoI correlation of the registration from which ``"auto"`` averages in its warped mask (0.5..0.9 on the
 validation split of the cross-image benchmark: 0.614 mean DSC from 0.6 up, 0.605 at 0.5; PropMask alone 0.568)."""
 
 QUERY_WINDOWS = ("mask", "quantile")
@@ -197,40 +197,37 @@ def register_guide(guide: np.ndarray, query: np.ndarray) -> Placement:
     return Placement(inverse, -inverse @ offset, information)
 
 
-def best_registered_mask(
-    guides: list[tuple[np.ndarray, np.ndarray]],
-    crops: list[np.ndarray],
-    rois: list[RoIWindow],
+def warped_guide_mask(
+    guide: np.ndarray,
+    mask: np.ndarray,
+    crop: np.ndarray,
+    roi: RoIWindow,
     query: np.ndarray,
-    placements: list[Placement] | None = None,
+    placement: Placement | None = None,
 ) -> tuple[np.ndarray, float]:
-    """The best-registered guide's mask warped onto the query, and that registration's RoI correlation.
+    """The guide's mask warped onto the query by the affine registration, and how well that registration aligns.
 
-    Each guide image is registered to the query (:func:`register_guide`, or ``placements`` when they are already
-    registrations); the query resampled into the guide's RoI frame through it (:func:`query_crop`) is correlated
-    with the guide's crop, and the guide that correlates best wins.
+    The guide image is registered to the query (:func:`register_guide`, unless ``placement`` is that registration
+    already); the query resampled into the guide's RoI frame through it (:func:`query_crop`) is correlated with
+    the guide's crop.
 
     Args:
-        guides: ``(image (h, w), mask (h, w))`` pairs.
-        crops: per guide its ``(2, S, S)`` image and mask crops (:func:`guide_crop`); rois: their RoIs.
+        guide: ``(h, w)`` image; mask: its ``(h, w)`` mask.
+        crop: the guide's ``(2, S, S)`` image and mask crops (:func:`guide_crop`); roi: their RoI.
         query: ``(H, W)`` image.
-        placements: per guide a registration ``guide -> query`` already computed (optional).
+        placement: the registration ``guide -> query``, when already computed.
 
     Returns:
-        ``(warped mask float32 (H, W) in [0, 1] (bilinear), correlation)``.
+        ``(warped mask float32 (H, W) in [0, 1] (bilinear), correlation in the guide's RoI)``.
     """
-    if placements is None:
-        placements = [register_guide(image, query) for image, _ in guides]
-    scores = [
-        correlation(query_crop(query, p, roi, crop.shape[-1]), crop[0]) for p, roi, crop in zip(placements, rois, crops)
-    ]
-    best = int(np.argmax(scores))
-    placement, mask = placements[best], np.asarray(guides[best][1], dtype=np.float32)
+    placement = register_guide(guide, query) if placement is None else placement
+    score = correlation(query_crop(query, placement, roi, crop.shape[-1]), crop[0])
     inverse = np.linalg.inv(placement.matrix)  # query pixel -> guide pixel
     warped = ndimage.affine_transform(
-        mask, inverse, offset=-inverse @ placement.offset, output_shape=query.shape, order=1, cval=0.0
-    )
-    return np.clip(warped, 0.0, 1.0).astype(np.float32), float(scores[best])
+        np.asarray(mask, dtype=np.float32), inverse, offset=-inverse @ placement.offset, output_shape=query.shape,
+        order=1, cval=0.0,
+    )  # fmt: skip
+    return np.clip(warped, 0.0, 1.0).astype(np.float32), score
 
 
 # -------------------------------------------------------------------------------------------------------------

@@ -29,13 +29,13 @@ from pam_monai.images2d.localise import (
     QUERY_WINDOWS,
     REGISTERED_MASKS,
     REGISTERED_THRESHOLD,
-    best_registered_mask,
     correlation,
     guide_crop,
     paste_probability,
     place,
     query_crop,
     query_window,
+    warped_guide_mask,
 )
 from pam_monai.inferers.box2mask import foreground_probability
 from pam_monai.inferers.propagation_parts import network_device, network_input_size
@@ -305,8 +305,8 @@ def localised_targets(
     ``guide -> target`` (:func:`pam_monai.images2d.localise.place`), the target resampled onto the guide's RoI
     grid through it and windowed on its own (``window_kind``, :data:`QUERY_WINDOWS`); the pairs go through
     PropMask in one forward and each probability is mapped back to the target's pixels. Where the images align as a
-    whole, the probability is then averaged with the best-registered guide's mask warped onto the target
-    (``registered_mask``; :func:`pam_monai.images2d.localise.best_registered_mask`).
+    whole, the probability is then averaged with the best-placed guide's mask warped onto the target by the affine
+    registration (``registered_mask``; :func:`pam_monai.images2d.localise.warped_guide_mask`).
 
     Args:
         network: a PropMask network (``forward_indexed``, ``input_size``), in eval mode.
@@ -318,7 +318,8 @@ def localised_targets(
             only that pair is run), or the ``"mean"`` of all guides'.
         roi_scale: RoI side relative to the guide mask's bounding box (the 3D propagation's default 1.5).
         window_kind: the target crop's window, :data:`QUERY_WINDOWS`.
-        registered_mask: ``"auto"`` (average in the warped mask where its registration's RoI correlation reaches
+        registered_mask: whether the best-placed guide's mask warped by the affine registration is averaged in:
+            ``"auto"`` (where that registration's RoI correlation reaches
             :data:`~pam_monai.images2d.localise.REGISTERED_THRESHOLD`), ``"on"`` or ``"off"``
             (:data:`~pam_monai.images2d.localise.REGISTERED_MASKS`).
 
@@ -344,9 +345,8 @@ def localised_targets(
     for target in targets:
         placements = [place(image, mask, target, localise, roi_scale) for image, mask in guides]
         raw = [query_crop(target, p, roi, size) for p, roi in zip(placements, rois)]
-        chosen = list(range(len(guides)))
-        if fusion == "best":
-            chosen = [int(np.argmax([correlation(q, c[0]) for q, c in zip(raw, crops)]))]
+        best = int(np.argmax([correlation(q, c[0]) for q, c in zip(raw, crops)]))  # the best-placed guide
+        chosen = [best] if fusion == "best" else list(range(len(guides)))
         queries = torch.stack(
             [
                 apply_window(torch.from_numpy(raw[k]), *query_window(raw[k], *crops[k], windows[k], window_kind))
@@ -363,9 +363,8 @@ def localised_targets(
         ]
         full = np.mean(pasted, axis=0).astype(np.float32)
         if registered_mask != "off":
-            warped, score = best_registered_mask(
-                guides, list(crops), list(rois), target, placements if localise == "register" else None
-            )
+            registration = placements[best] if localise == "register" else None
+            warped, score = warped_guide_mask(*guides[best], crops[best], rois[best], target, registration)
             if registered_mask == "on" or score >= REGISTERED_THRESHOLD:
                 full = (0.5 * (full + warped)).astype(np.float32)
         results.append((full, full > 0.5))
@@ -405,7 +404,7 @@ def propagate_to_images(
             the guides' pooled intensity window.
         fusion: how the localised path combines several guides (``"mean"`` or ``"best"``); the whole-image path
             always averages.
-        registered_mask: on the localised path, whether the best-registered guide's warped mask is averaged in
+        registered_mask: on the localised path, whether the best-placed guide's registered mask is averaged in
             (``"auto"``: where the registration aligns the images well; ``"on"``; ``"off"``; see
             :func:`localised_targets`).
 

@@ -80,20 +80,22 @@ def test_registration_recovers_a_shift_and_a_zoom() -> None:
     assert dice(localise.paste_probability(crop[1], placement, roi, query.shape) > 0.5, truth) > 0.9
 
 
-def test_best_registered_mask_warps_the_guide_that_aligns(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_warped_guide_mask_and_how_well_its_registration_aligns(monkeypatch: pytest.MonkeyPatch) -> None:
     image, mask, query, truth = aligned_pair()
-    guides = [scene((80, 80), (40, 40), 10, seed=7), (image, mask)]  # the first shows another scene
-    rois, crops = zip(*(localise.guide_crop(g, m, 1.5, 64) for g, m in guides))
-    warped, score = localise.best_registered_mask(guides, list(crops), list(rois), query)
+    roi, crop = localise.guide_crop(image, mask, 1.5, 64)
+    warped, score = localise.warped_guide_mask(image, mask, crop, roi, query)
     assert warped.shape == query.shape and warped.dtype == np.float32 and 0.0 <= warped.min() <= warped.max() <= 1.0
     assert dice(warped >= 0.5, truth) > 0.9 and localise.REGISTERED_THRESHOLD < score <= 1.0
-    placements = [localise.register_guide(g, query) for g, _ in guides]
+    other, other_mask = scene((80, 80), (40, 40), 10, seed=7)  # another scene: its registration aligns badly
+    other_roi, other_crop = localise.guide_crop(other, other_mask, 1.5, 64)
+    assert localise.warped_guide_mask(other, other_mask, other_crop, other_roi, query)[1] < 0.5
+    placement = localise.register_guide(image, query)
 
     def refuse(*args: object) -> localise.Placement:
-        raise AssertionError("registered again although the placements were given")
+        raise AssertionError("registered again although the registration was given")
 
     monkeypatch.setattr(localise, "register_guide", refuse)
-    again, same = localise.best_registered_mask(guides, list(crops), list(rois), query, placements)
+    again, same = localise.warped_guide_mask(image, mask, crop, roi, query, placement)
     np.testing.assert_allclose(again, warped, atol=1e-5)
     assert same == pytest.approx(score)
 
