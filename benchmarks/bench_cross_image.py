@@ -30,7 +30,8 @@ Methods, side by side in one run on the same cases:
   ``pam_monai.images2d.localise.AUTO_THRESHOLD``, else the registration). ``--thresholds``: more "auto" columns
   with other thresholds (for the validation split).
 * **PAM (match), registered mask on**: the registered mask averaged in on every case, however it correlates.
-  ``--registered-thresholds``: more default columns with other thresholds (for the validation split).
+  ``--registered-thresholds`` / ``--registered-weights``: more default columns with other thresholds or weights of
+  the registered mask (for the validation split).
 * **PAM, whole image** (``localise="none"``), also with the query's 1st / 99th intensity percentiles mapped onto the
   guides'.
 * **affine registration**: weight-free; each guide's mask warped by the registration above; several guides vote.
@@ -241,11 +242,20 @@ def registered_method(threshold: float) -> str:
     return f"PAM, default, registered mask if its correlation >= {threshold:.2f}"
 
 
+def weighted_method(weight: float) -> str:
+    """The column name of the default at registered-mask weight ``weight``."""
+    return f"PAM, default, registered mask weighing {weight:.2f}"
+
+
 def case_methods(
-    case: Case, network: object, thresholds: Sequence[float], registered: Sequence[float] = ()
+    case: Case,
+    network: object,
+    thresholds: Sequence[float],
+    registered: Sequence[float] = (),
+    weights: Sequence[float] = (),
 ) -> dict[str, object]:
     """The methods on one case: name -> function returning the probability or mask (``thresholds``: more "auto"
-    thresholds, ``registered``: more registered-mask thresholds; validation only)."""
+    thresholds, ``registered`` / ``weights``: more registered-mask thresholds / weights; validation only)."""
     from pam_monai.cli.propagate2d import propagate_to_images
     from pam_monai.images2d import set2d
 
@@ -260,12 +270,13 @@ def case_methods(
         finally:
             localise.AUTO_THRESHOLD = saved
 
-    def default_at(threshold: float) -> np.ndarray:
-        saved, set2d.REGISTERED_THRESHOLD = set2d.REGISTERED_THRESHOLD, threshold
+    def default_at(name: str, value: float) -> np.ndarray:
+        saved = getattr(set2d, name)
+        setattr(set2d, name, value)
         try:
             return propagate_to_images(case.guides, [case.query], network)[0][0]
         finally:
-            set2d.REGISTERED_THRESHOLD = saved
+            setattr(set2d, name, saved)
 
     methods = {
         METHODS[0]: lambda: propagate_to_images(case.guides, [case.query], network)[0][0],
@@ -282,14 +293,20 @@ def case_methods(
     for threshold in thresholds:
         methods[auto_method(threshold)] = lambda threshold=threshold: auto(threshold)
     for threshold in registered:
-        methods[registered_method(threshold)] = lambda threshold=threshold: default_at(threshold)
+        methods[registered_method(threshold)] = lambda v=threshold: default_at("REGISTERED_THRESHOLD", v)
+    for weight in weights:
+        methods[weighted_method(weight)] = lambda v=weight: default_at("REGISTERED_WEIGHT", v)
     if len(case.guides) == 1:  # the same network on the guide's own image: what is left without a change
         methods[METHODS[-1]] = lambda: pam("none", case.guides[0][0])
     return methods
 
 
 def run_cases(
-    cases: Sequence[Case], network: object, thresholds: Sequence[float] = (), registered: Sequence[float] = ()
+    cases: Sequence[Case],
+    network: object,
+    thresholds: Sequence[float] = (),
+    registered: Sequence[float] = (),
+    weights: Sequence[float] = (),
 ) -> list[dict[str, object]]:
     """One row per case and method: set, case, method, dsc, sensitivity, precision, empty, s, match (the best
     guide's template-match correlation)."""
@@ -298,7 +315,7 @@ def run_cases(
         with PlacementCache() as cache:
             score = max(localise.match_object(image, mask, case.query).score for image, mask in case.guides)
             cache.charged = 0.0
-            for method, predict in case_methods(case, network, thresholds, registered).items():
+            for method, predict in case_methods(case, network, thresholds, registered, weights).items():
                 cache.charged, start = 0.0, time.perf_counter()
                 prediction = np.asarray(predict()) > 0.5
                 seconds = time.perf_counter() - start + cache.charged
@@ -378,6 +395,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     parser.add_argument(
         "--registered-thresholds", type=float, nargs="*", default=[], help="more registered-mask thresholds"
     )
+    parser.add_argument("--registered-weights", type=float, nargs="*", default=[], help="more registered-mask weights")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, help="also write the tables (markdown) here")
     args = parser.parse_args(argv)
@@ -393,7 +411,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         cases += generated_cases(FAMILIES[: args.families], args.pairs, args.guides, args.size, seed)
     if "independent" in args.sets and not validation:
         cases += independent_cases(FAMILIES[: args.families], args.pairs, args.guides, args.size)
-    rows = run_cases(cases, load_network(), args.thresholds, args.registered_thresholds)
+    rows = run_cases(cases, load_network(), args.thresholds, args.registered_thresholds, args.registered_weights)
     headers, table = summary_table(rows)
     names = [m for m in method_names(rows) if m != METHODS[-1]]
     means = {m: float(np.mean([float(r["dsc"]) for r in rows if r["method"] == m])) for m in names}

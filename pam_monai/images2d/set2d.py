@@ -29,6 +29,7 @@ from pam_monai.images2d.localise import (
     QUERY_WINDOWS,
     REGISTERED_MASKS,
     REGISTERED_THRESHOLD,
+    REGISTERED_WEIGHT,
     correlation,
     guide_crop,
     paste_probability,
@@ -366,7 +367,7 @@ def localised_targets(
             registration = placements[best] if localise == "register" else None
             warped, score = warped_guide_mask(*guides[best], crops[best], rois[best], target, registration)
             if registered_mask == "on" or score >= REGISTERED_THRESHOLD:
-                full = (0.5 * (full + warped)).astype(np.float32)
+                full = ((1 - REGISTERED_WEIGHT) * full + REGISTERED_WEIGHT * warped).astype(np.float32)
         results.append((full, full > 0.5))
     return results
 

@@ -56,7 +56,7 @@ def test_validation_split_uses_its_own_structures_and_seeds(bench_cross_image) -
     result = bench_cross_image.main(
         ["--split", "validation", "--structures", "1", "--families", "1", "--pairs", "1", "--guides", "1"]
         + ["--sets", "atlas", "generated", "independent", "--threads", "1", "--thresholds", "-1", "2"]
-        + ["--registered-thresholds", "-1", "2"]
+        + ["--registered-thresholds", "-1", "2", "--registered-weights", "0", "1"]
     )
     names = [(case.set, case.name) for case in result["cases"]]  # no independent-looks case in validation
     assert names == [
@@ -75,6 +75,7 @@ def test_validation_split_uses_its_own_structures_and_seeds(bench_cross_image) -
         always = by_method[(case.name, "PAM (match), registered mask on")]
         assert by_method[(case.name, bench_cross_image.registered_method(-1.0))] == pytest.approx(always)
         assert by_method[(case.name, bench_cross_image.registered_method(2.0))] == pytest.approx(matched)
+        assert by_method[(case.name, bench_cross_image.weighted_method(0.0))] == pytest.approx(matched)
 
 
 def test_placement_cache_reuses_results_and_charges_their_time(bench_cross_image) -> None:  # noqa: ANN001
