@@ -131,7 +131,7 @@ def _parser() -> argparse.ArgumentParser:
         "--registered-mask",
         choices=("auto", "on", "off"),
         default="auto",
-        help="average the network's probability with the best-registered guide's mask warped onto the image: auto "
+        help="average the network's probability with the best-placed guide's mask warped onto the image: auto "
         "(where the affine registration aligns the images well; default), on, off",
     )
     large = commands.add_parser("propagate-large", help="label the instances of one large 2D image from examples")

@@ -365,7 +365,12 @@ def localised_targets(
         full = np.mean(pasted, axis=0).astype(np.float32)
         if registered_mask != "off":
             registration = placements[best] if localise == "register" else None
-            warped, score = warped_guide_mask(*guides[best], crops[best], rois[best], target, registration)
+            try:
+                warped, score = warped_guide_mask(*guides[best], crops[best], rois[best], target, registration)
+            except Propagate2DError:  # a degenerate registration: the images do not align
+                if registered_mask == "on":
+                    raise
+                score = -1.0
             if registered_mask == "on" or score >= REGISTERED_THRESHOLD:
                 full = ((1 - REGISTERED_WEIGHT) * full + REGISTERED_WEIGHT * warped).astype(np.float32)
         results.append((full, full > 0.5))

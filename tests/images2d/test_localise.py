@@ -124,6 +124,15 @@ def test_registered_mask_rules(monkeypatch: pytest.MonkeyPatch) -> None:
     assert np.array_equal(run("on", "register"), on)
     monkeypatch.setattr(set2d, "REGISTERED_THRESHOLD", 1.01)
     assert np.array_equal(run("auto"), off)
+    monkeypatch.undo()
+
+    def degenerate(*args: object) -> tuple[np.ndarray, float]:
+        raise Propagate2DError("registering a guide to a query gave a degenerate map (no usable alignment).")
+
+    monkeypatch.setattr(set2d, "warped_guide_mask", degenerate)
+    assert np.array_equal(run("auto"), off)  # auto: the images do not align; on: the error
+    with pytest.raises(Propagate2DError, match="degenerate map"):
+        run("on")
     for kwargs, message in (
         ({"registered_mask": "always"}, "unknown registered-mask rule 'always'"),
         ({"registered_mask": "on", "localise": "none"}, "localised path only"),
