@@ -65,7 +65,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from scipy import ndimage
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -150,23 +149,12 @@ def matched_baseline(case: Case) -> np.ndarray:
     return vote(moved)
 
 
-def warped_masks(case: Case) -> tuple[np.ndarray, np.ndarray]:
-    """Each guide's mask warped onto the query by :func:`pam_monai.images2d.localise.register_affine`: ``(G, H, W)``
-    float32 in [0, 1], and each registration's mutual information ``(G,)``."""
-    warped, information = [], []
-    for image, mask in case.guides:
-        matrix, offset, value = localise.register_affine(image, case.query)
-        warped.append(
-            ndimage.affine_transform(
-                mask.astype(np.float32), matrix, offset=offset, output_shape=case.query.shape, order=1
-            )
-        )
-        information.append(value)
-    return np.clip(np.stack(warped), 0.0, 1.0), np.array(information)
-
-
 def registration_baseline(case: Case) -> np.ndarray:
-    return vote(list(warped_masks(case)[0] >= 0.5))
+    """Each guide's mask warped onto the query by the affine registration
+    (:func:`pam_monai.images2d.localise.register_guide`), no network; several guides vote."""
+    shape = case.query.shape
+    return vote([localise.warp_mask(mask, localise.register_guide(image, case.query), shape) >= 0.5
+                 for image, mask in case.guides])  # fmt: skip
 
 
 class PlacementCache:

@@ -70,6 +70,7 @@ __all__ = [
     "query_window",
     "register_affine",
     "register_guide",
+    "warp_mask",
     "warped_guide_mask",
 ]
 
@@ -231,12 +232,17 @@ def warped_guide_mask(
     """
     placement = register_guide(guide, query) if placement is None else placement
     score = correlation(query_crop(query, placement, roi, crop.shape[-1]), crop[0])
+    return warp_mask(mask, placement, query.shape), score
+
+
+def warp_mask(mask: np.ndarray, placement: Placement, shape: tuple[int, ...]) -> np.ndarray:
+    """A guide's ``(h, w)`` mask moved onto a query of ``shape`` through ``placement`` (``guide -> query``):
+    float32 in [0, 1], bilinear, 0 outside the guide."""
     inverse = np.linalg.inv(placement.matrix)  # query pixel -> guide pixel
     warped = ndimage.affine_transform(
-        np.asarray(mask, dtype=np.float32), inverse, offset=-inverse @ placement.offset, output_shape=query.shape,
-        order=1, cval=0.0,
-    )  # fmt: skip
-    return np.clip(warped, 0.0, 1.0).astype(np.float32), score
+        np.asarray(mask, dtype=np.float32), inverse, offset=-inverse @ placement.offset, output_shape=shape, order=1
+    )
+    return np.clip(warped, 0.0, 1.0).astype(np.float32)
 
 
 # -------------------------------------------------------------------------------------------------------------
